@@ -1,0 +1,3 @@
+//! campusguard: a safety-monitoring gateway for school campuses.
+pub mod model;
+pub mod rules;

@@ -1,0 +1,244 @@
+//! The data types every stage shares: a [`Reading`] flows from ingest through the pipeline to the
+//! rules, the live cache and the stores; a [`ConditionChange`] flows from the rules to the alarms.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A sensor is named by its path `<school>/<device>/<point>` (device protocol v1).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SensorId {
+    pub school: Arc<str>,
+    pub device: Arc<str>,
+    pub point: Arc<str>,
+}
+
+impl SensorId {
+    pub fn new(school: &str, device: &str, point: &str) -> Self {
+        Self {
+            school: school.into(),
+            device: device.into(),
+            point: point.into(),
+        }
+    }
+
+    /// The device-level pseudo sensor `<school>/<device>/status` that carries device faults
+    /// (offline, silent).
+    pub fn device_status(school: &Arc<str>, device: &Arc<str>) -> Self {
+        Self {
+            school: school.clone(),
+            device: device.clone(),
+            point: STATUS_POINT.into(),
+        }
+    }
+
+    /// Parses `school/device/point`; `None` unless there are exactly three non-empty parts.
+    pub fn parse(path: &str) -> Option<Self> {
+        let mut parts = path.split('/');
+        let (school, device, point) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || school.is_empty() || device.is_empty() || point.is_empty() {
+            return None;
+        }
+        Some(Self::new(school, device, point))
+    }
+
+    pub fn device_key(&self) -> DeviceKey {
+        DeviceKey {
+            school: self.school.clone(),
+            device: self.device.clone(),
+        }
+    }
+}
+
+/// The point name of the device-level pseudo sensor.
+pub const STATUS_POINT: &str = "status";
+
+impl fmt::Display for SensorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.school, self.device, self.point)
+    }
+}
+
+impl Serialize for SensorId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A device is named by `<school>/<device>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    pub school: Arc<str>,
+    pub device: Arc<str>,
+}
+
+impl DeviceKey {
+    pub fn new(school: &str, device: &str) -> Self {
+        Self {
+            school: school.into(),
+            device: device.into(),
+        }
+    }
+}
+
+impl fmt::Display for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.school, self.device)
+    }
+}
+
+impl Serialize for DeviceKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A point's value: a number or a boolean. Numbers are always finite (ingest rejects NaN/inf).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Number(f64),
+}
+
+impl Value {
+    /// Numeric view: booleans are 1.0 / 0.0.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Value::Number(v) => v,
+            Value::Bool(b) => f64::from(u8::from(b)),
+        }
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(b),
+            Value::Number(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Where a reading came from; a tag in storage and a label in metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Mqtt,
+    Modbus,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Mqtt => "mqtt",
+            Source::Modbus => "modbus",
+        }
+    }
+}
+
+/// Whether the value can be trusted. `Uncertain` marks a reading stamped with gateway time
+/// because the device sent none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Good,
+    Uncertain,
+}
+
+/// One value of one sensor at one time: the unit of data flowing through the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reading {
+    pub sensor: SensorId,
+    /// Unix time in milliseconds (device time, or gateway time when the device sent none).
+    pub ts_ms: i64,
+    pub value: Value,
+    pub quality: Quality,
+    pub source: Source,
+}
+
+/// Alarm classes, highest priority first (the derived `Ord` follows declaration order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmClass {
+    Fire,
+    Gas,
+    Supervisory,
+    Fault,
+}
+
+impl AlarmClass {
+    pub const ALL: [AlarmClass; 4] = [
+        AlarmClass::Fire,
+        AlarmClass::Gas,
+        AlarmClass::Supervisory,
+        AlarmClass::Fault,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmClass::Fire => "fire",
+            AlarmClass::Gas => "gas",
+            AlarmClass::Supervisory => "supervisory",
+            AlarmClass::Fault => "fault",
+        }
+    }
+
+    /// Fire and gas alarms latch, as on a fire panel: they stay active until an operator resets
+    /// them.
+    pub fn latches(self) -> bool {
+        matches!(self, AlarmClass::Fire | AlarmClass::Gas)
+    }
+}
+
+/// The two levels of a two-level rule; single-level rules raise `Alarm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Alarm,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Alarm => "alarm",
+        }
+    }
+}
+
+/// What the rules engine tells the alarm manager: the condition of one (sensor, rule) pair
+/// changed. `severity: None` means the condition returned to normal.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConditionChange {
+    pub sensor: SensorId,
+    pub rule: Arc<str>,
+    pub class: AlarmClass,
+    pub severity: Option<Severity>,
+    /// The value that caused the change (`None` for time-driven changes such as staleness).
+    pub value: Option<Value>,
+    /// The threshold that was crossed, where the rule has one.
+    pub threshold: Option<f64>,
+    /// Unix-ms timestamp of the reading that caused the change; gateway time for time-driven
+    /// changes.
+    pub reading_ts_ms: i64,
+    /// Human-readable reason, e.g. `temp_c 61.2 ≥ 57 (alarm)`.
+    pub message: String,
+}
+
+/// Gateway wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
