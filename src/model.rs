@@ -242,3 +242,44 @@ pub fn now_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// What a device told us about itself (retained MQTT `meta`, or the config, which wins).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub building: Option<String>,
+    #[serde(default)]
+    pub room: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// What an ingest source (MQTT, Modbus) sends into the pipeline. Readings of one sensor are
+/// sent in order on one channel, so the pipeline sees them in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IngestEvent {
+    /// Decoded, validated readings (one telemetry message or one poll cycle of one device).
+    Readings(Vec<Reading>),
+    /// The device said (or its Last Will said, or the Modbus poller decided) it is online or
+    /// offline.
+    Status {
+        device: DeviceKey,
+        online: bool,
+        ts_ms: i64,
+    },
+    /// The device announced itself (retained `meta`).
+    Meta { device: DeviceKey, info: DeviceInfo },
+}
+
+/// A reading with what the time-series store needs to tag it: the measurement is the device's
+/// profile (`unknown` for an unregistered device), tags are school, building, room, device,
+/// point and source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaggedReading {
+    pub reading: Reading,
+    pub profile: Arc<str>,
+    pub building: Arc<str>,
+    pub room: Arc<str>,
+}
