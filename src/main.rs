@@ -1,1 +1,124 @@
-fn main() {}
+//! The `campusguard` command: `run`, `demo`, `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use campusguard::config::{Config, ConfigError};
+
+#[derive(Parser)]
+#[command(
+    name = "campusguard",
+    version,
+    about = "Safety-monitoring gateway for school campuses"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway daemon.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Embedded broker + gateway + simulator in one process (console on http://127.0.0.1:8080).
+    Demo {
+        /// Use this config instead of the built-in demo config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print a summary (exit 2 on error).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!("{}: OK", config.display());
+                print!("{}", cfg.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_failed(&e),
+        },
+        Command::Run { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            serve(
+                |shutdown| async move { campusguard::run(cfg, shutdown).await.map_err(Into::into) },
+            )
+        }
+        Command::Demo { config } => {
+            let cfg = match config {
+                Some(path) => Config::load(&path),
+                None => campusguard::demo::demo_config(),
+            };
+            let cfg = match cfg {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            serve(|shutdown| campusguard::demo::run(cfg, shutdown))
+        }
+    }
+}
+
+fn config_failed(e: &ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(2)
+}
+
+/// Runs `body` on a multi-threaded runtime until SIGINT/SIGTERM.
+fn serve<F, Fut>(body: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            campusguard::shutdown_signal().await;
+            tracing::info!("shutdown signal received");
+            signal.cancel();
+        });
+        match body(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "campusguard failed");
+                eprintln!("campusguard: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

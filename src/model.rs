@@ -66,6 +66,14 @@ impl Serialize for SensorId {
     }
 }
 
+impl<'de> Deserialize<'de> for SensorId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let path = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        SensorId::parse(&path)
+            .ok_or_else(|| serde::de::Error::custom(format!("bad sensor path `{path}`")))
+    }
+}
+
 /// A device is named by `<school>/<device>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceKey {

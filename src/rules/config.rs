@@ -28,4 +28,10 @@ impl ProfileSet {
     pub fn validate(&self) -> Vec<String> {
         Vec::new()
     }
+    pub fn validate_override(&self, _p: &str, _r: &str, _o: &RuleOverride) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn rule_count(&self) -> usize {
+        0
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::config::{ProfileSet, RuleOverride};
-use crate::model::{ConditionChange, DeviceKey, Reading, SensorId};
+use crate::model::{ConditionChange, DeviceKey, Reading, SensorId, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PointCheck {
@@ -24,7 +24,9 @@ pub struct RuleEngine {
 
 impl RuleEngine {
     pub fn new(profiles: Arc<ProfileSet>) -> Self {
-        Self { _profiles: profiles }
+        Self {
+            _profiles: profiles,
+        }
     }
     pub fn register_device(
         &mut self,
@@ -52,4 +54,5 @@ impl RuleEngine {
     pub fn condition_active(&self, _sensor: &SensorId, _rule: &str) -> bool {
         false
     }
+    pub fn restore_condition(&mut self, _sensor: &SensorId, _rule: &str, _severity: Severity) {}
 }

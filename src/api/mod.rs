@@ -1,0 +1,35 @@
+//! HTTP API (axum): health, metrics, alarms (list, get, acknowledge, shelve, reset, SSE
+//! stream), devices and sensors. Handlers ask the pipeline core through its command channel,
+//! so the core stays the only owner of live state.
+
+pub mod auth;
+mod config;
+mod error;
+mod routes;
+
+pub use auth::{Principal, Role};
+pub use config::{HttpConfig, TokenConfig};
+pub use error::ApiError;
+pub use routes::router;
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::alarms::AlarmEvent;
+use crate::metrics::Metrics;
+use crate::pipeline::Command;
+use crate::store::LocalStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub commands: mpsc::Sender<Command>,
+    pub store: LocalStore,
+    pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Arc<auth::Authenticator>,
+    pub max_body_bytes: usize,
+    /// Whether readiness needs the MQTT connection.
+    pub mqtt_required: bool,
+}

@@ -1,0 +1,446 @@
+//! Configuration: one TOML file, loaded once and validated before anything starts.
+//!
+//! Loading goes: read the file → apply `CAMPUSGUARD_<SECTION>__<KEY>` environment overrides
+//! (edited into the document, so positions of untouched keys stay right) → deserialize into
+//! typed per-component structs (`deny_unknown_fields`; syntax and type errors are reported as
+//! `file:line:col: message`) → cross-check everything ([`Config::validate`]) and report all
+//! problems at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::HttpConfig;
+use crate::ingest::mqtt::MqttConfig;
+use crate::rules::{ProfileSet, RuleOverride};
+use crate::store::StorageConfig;
+
+/// The environment prefix of overrides: `CAMPUSGUARD_MQTT__URL` sets `mqtt.url`.
+pub const ENV_PREFIX: &str = "CAMPUSGUARD_";
+
+/// The whole gateway configuration, one struct per component.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    #[serde(default)]
+    pub alarms: AlarmsConfig,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
+    #[serde(skip)]
+    pub profiles: ProfileSet,
+}
+
+/// `[broker]`: the embedded MQTT broker (rumqttd), for a school without its own broker and for
+/// the demo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Start an in-process broker. The gateway still connects to `mqtt.url` like any client.
+    #[serde(default)]
+    pub embedded: bool,
+    #[serde(default = "default_broker_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Largest MQTT payload the embedded broker accepts, in bytes.
+    #[serde(default = "default_broker_max_payload")]
+    pub max_payload_bytes: usize,
+}
+
+fn default_broker_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 18830))
+}
+fn default_broker_max_payload() -> usize {
+    2 * 1024 * 1024
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            embedded: false,
+            listen: default_broker_listen(),
+            max_payload_bytes: default_broker_max_payload(),
+        }
+    }
+}
+
+/// `[pipeline]`: the channels between stages. Every one is bounded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Ingest → core channel, in messages (a message holds one device's readings). When full,
+    /// ingest waits (back-pressure to the broker / Modbus poller); nothing is dropped.
+    #[serde(default = "default_ingest_capacity")]
+    pub ingest_capacity: usize,
+    /// Core → local-history writer, in batches. When full, the core waits.
+    #[serde(default = "default_history_capacity")]
+    pub history_capacity: usize,
+    /// Devices that are neither configured nor announced are tracked for commissioning up to
+    /// this many; beyond it their readings are still counted and stored, but not listed.
+    #[serde(default = "default_max_unregistered")]
+    pub max_unregistered_devices: usize,
+}
+
+fn default_max_unregistered() -> usize {
+    10_000
+}
+
+fn default_ingest_capacity() -> usize {
+    4096
+}
+fn default_history_capacity() -> usize {
+    256
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            ingest_capacity: default_ingest_capacity(),
+            history_capacity: default_history_capacity(),
+            max_unregistered_devices: default_max_unregistered(),
+        }
+    }
+}
+
+/// `[rules]`: where the device profiles come from and how often time-driven rules run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A profiles file replacing the built-in `config/profiles.toml`; relative to the config
+    /// file's folder.
+    #[serde(default)]
+    pub profiles_file: Option<PathBuf>,
+    /// How often on-delays, staleness and shelve expiry are evaluated.
+    #[serde(default = "default_tick", with = "humantime_serde")]
+    pub tick: Duration,
+}
+
+fn default_tick() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            profiles_file: None,
+            tick: default_tick(),
+        }
+    }
+}
+
+/// `[alarms]`: fan-out of alarm events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// Publish every alarm transition to `<prefix>/<school>/alarms` (QoS 1, not retained).
+    #[serde(default = "default_true")]
+    pub publish_mqtt: bool,
+    /// Events kept for slow SSE clients; a client further behind gets a `resync` event.
+    #[serde(default = "default_stream_buffer")]
+    pub stream_buffer: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_stream_buffer() -> usize {
+    1024
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        Self {
+            publish_mqtt: true,
+            stream_buffer: default_stream_buffer(),
+        }
+    }
+}
+
+/// `[[devices]]`: a device registered in config. Config wins over what the device announces in
+/// its `meta`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub school: String,
+    pub profile: String,
+    #[serde(default)]
+    pub building: Option<String>,
+    #[serde(default)]
+    pub room: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Per-rule overrides, e.g. `overrides.heat_fixed = { alarm = 50.0 }`.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, RuleOverride>,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Syntax or type error at a position in the file.
+    #[error("{path}:{line}:{col}: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    /// Semantic problems, all of them.
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+impl Config {
+    /// Reads, overrides from the process environment, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, path, std::env::vars())
+    }
+
+    /// Parses `text` (named `path` in messages) with the given environment overrides.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = apply_env_overrides(text, env).map_err(|e| parse_error(&display, text, e))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| parse_error(&display, &text, e))?;
+        let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+        config.profiles = match &config.rules.profiles_file {
+            Some(file) => {
+                let file = base_dir.join(file);
+                let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+                ProfileSet::from_toml(&text)
+                    .map_err(|e| parse_error(&file.display().to_string(), &text, e))?
+            }
+            None => ProfileSet::builtin(),
+        };
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: display,
+                problems,
+            })
+        }
+    }
+
+    /// Cross-checks across components; returns every problem found.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        problems.extend(self.profiles.validate());
+        problems.extend(self.mqtt.validate());
+        problems.extend(self.http.validate());
+        problems.extend(self.storage.validate());
+        if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
+            problems.push("pipeline: channel capacities must be at least 1".into());
+        }
+        if self.rules.tick.is_zero() {
+            problems.push("rules.tick must be greater than 0".into());
+        }
+        if self.alarms.stream_buffer == 0 {
+            problems.push("alarms.stream_buffer must be at least 1".into());
+        }
+        let mut seen = HashSet::new();
+        for device in &self.devices {
+            let key = format!("{}/{}", device.school, device.id);
+            if !valid_name(&device.id) || !valid_name(&device.school) {
+                problems.push(format!(
+                    "device {key}: id and school must be non-empty and contain no '/', '+', '#' or spaces"
+                ));
+            }
+            if !seen.insert(key.clone()) {
+                problems.push(format!("device {key}: duplicate device"));
+            }
+            if !self.profiles.profiles.contains_key(&device.profile) {
+                problems.push(format!(
+                    "device {key}: unknown profile `{}` (known: {})",
+                    device.profile,
+                    self.profiles
+                        .profiles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                continue;
+            }
+            for (rule, ov) in &device.overrides {
+                if let Err(e) = self.profiles.validate_override(&device.profile, rule, ov) {
+                    problems.push(format!("device {key}: override `{rule}`: {e}"));
+                }
+            }
+        }
+        problems
+    }
+
+    /// A short human summary for `campusguard check`.
+    pub fn summary(&self) -> String {
+        let rules: usize = self.profiles.rule_count();
+        let mut out = String::new();
+        out.push_str(&format!(
+            "mqtt: {} (prefix `{}`){}\n",
+            self.mqtt.url,
+            self.mqtt.topic_prefix,
+            if self.broker.embedded {
+                format!(", embedded broker on {}", self.broker.listen)
+            } else {
+                String::new()
+            }
+        ));
+        out.push_str(&format!(
+            "profiles: {} ({}), {} rules\n",
+            self.profiles.profiles.len(),
+            self.profiles
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            rules
+        ));
+        out.push_str(&format!("devices in config: {}\n", self.devices.len()));
+        out.push_str(&format!(
+            "sinks: local history in {} (retention {})\n",
+            self.storage.data_dir.display(),
+            humantime::format_duration(self.storage.history_retention)
+        ));
+        out.push_str(&format!(
+            "http: {} ({} token(s))\n",
+            self.http.listen,
+            self.http.tokens.len()
+        ));
+        out
+    }
+}
+
+/// MQTT topic levels and ids must not contain separators or wildcards.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
+}
+
+/// An error with an optional byte span into the text it came from.
+pub trait SpannedError: fmt::Display {
+    fn span(&self) -> Option<std::ops::Range<usize>>;
+    fn message(&self) -> String;
+}
+
+impl SpannedError for toml::de::Error {
+    fn span(&self) -> Option<std::ops::Range<usize>> {
+        toml::de::Error::span(self)
+    }
+    fn message(&self) -> String {
+        toml::de::Error::message(self).to_string()
+    }
+}
+
+impl SpannedError for toml_edit::TomlError {
+    fn span(&self) -> Option<std::ops::Range<usize>> {
+        toml_edit::TomlError::span(self)
+    }
+    fn message(&self) -> String {
+        toml_edit::TomlError::message(self).to_string()
+    }
+}
+
+fn parse_error(path: &str, text: &str, e: impl SpannedError) -> ConfigError {
+    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    ConfigError::Parse {
+        path: path.to_string(),
+        line,
+        col,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// Edits `CAMPUSGUARD_A__B=v` into the document as `a.b = v`. The value is read as a TOML value
+/// when it is one (`true`, `18830`, `"quoted"`, `["a"]`), else as a string.
+fn apply_env_overrides(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<String, toml_edit::TomlError> {
+    let mut overrides: Vec<(Vec<String>, String)> = env
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(ENV_PREFIX)?;
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            (path.len() >= 2 && path.iter().all(|p| !p.is_empty())).then_some((path, v))
+        })
+        .collect();
+    if overrides.is_empty() {
+        return Ok(text.to_string());
+    }
+    overrides.sort();
+    let mut doc: toml_edit::DocumentMut = text.parse()?;
+    for (path, raw) in overrides {
+        let value = raw
+            .parse::<toml_edit::Value>()
+            .unwrap_or_else(|_| toml_edit::Value::from(raw.as_str()));
+        let (key, tables) = match path.split_last() {
+            Some(split) => split,
+            None => continue,
+        };
+        let mut table = Some(doc.as_table_mut());
+        for name in tables {
+            table = table.and_then(|t| {
+                t.entry(name)
+                    .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+                    .as_table_mut()
+            });
+        }
+        // A path through something that is not a table (e.g. an array of tables) is ignored.
+        if let Some(table) = table {
+            table.insert(key, toml_edit::Item::Value(value));
+        }
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests;

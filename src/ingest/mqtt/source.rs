@@ -1,0 +1,217 @@
+//! The MQTT connection: subscribe (again on every ConnAck, rumqttc #250), poll the event loop,
+//! decode, and send events to the pipeline. Reconnects with capped exponential backoff (rumqttc
+//! has none of its own, #703) and logs each connection state change once.
+//!
+//! Back-pressure: while the pipeline channel is full this task waits in `send`, stops polling
+//! the event loop, and so stops reading the socket; the broker keeps the messages (QoS 1,
+//! persistent session). Nothing is dropped here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::decode::{self, Reject, TopicKind};
+use super::MqttConfig;
+use crate::metrics::Metrics;
+use crate::model::{now_ms, IngestEvent};
+
+/// Requests queued towards the broker (subscriptions, alarm publications).
+const REQUEST_CHANNEL_CAPACITY: usize = 256;
+
+/// Builds rumqttc options from the config (validated before).
+pub fn connect_options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, String> {
+    let addr = config.broker_address()?;
+    let mut options = MqttOptions::new(client_id, addr.host, addr.port);
+    options
+        .set_keep_alive(config.keep_alive)
+        .set_clean_session(config.clean_session)
+        .set_max_packet_size(config.max_packet_bytes, config.max_packet_bytes)
+        .set_inflight(config.inflight)
+        .set_request_channel_capacity(REQUEST_CHANNEL_CAPACITY);
+    if let Some(user) = &config.username {
+        options.set_credentials(user, config.resolved_password().unwrap_or_default());
+    }
+    if addr.tls {
+        let tls = config
+            .tls
+            .as_ref()
+            .ok_or("mqtts:// needs [mqtt.tls] ca_file")?;
+        let ca = std::fs::read(&tls.ca_file)
+            .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", tls.ca_file.display()))?;
+        let client_auth = match (&tls.client_cert, &tls.client_key) {
+            (Some(cert), Some(key)) => Some((
+                std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?,
+                std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?,
+            )),
+            _ => None,
+        };
+        options.set_transport(Transport::tls(ca, client_auth, None));
+    }
+    Ok(options)
+}
+
+/// The gateway's MQTT connection: the client half publishes alarms; the event loop half is
+/// driven by [`run`].
+pub struct MqttLink {
+    pub client: AsyncClient,
+    pub event_loop: EventLoop,
+}
+
+impl MqttLink {
+    pub fn new(config: &MqttConfig) -> Result<Self, String> {
+        let options = connect_options(config, &config.client_id)?;
+        let (client, event_loop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+        Ok(Self { client, event_loop })
+    }
+}
+
+/// Runs the ingest loop until `shutdown` is cancelled or the pipeline closes.
+pub async fn run(
+    config: MqttConfig,
+    link: MqttLink,
+    tx: mpsc::Sender<IngestEvent>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let MqttLink {
+        client,
+        mut event_loop,
+    } = link;
+    let prefix = config.topic_prefix.clone();
+    let filters: Vec<String> = ["telemetry", "telemetry/+", "meta", "status"]
+        .iter()
+        .map(|kind| format!("{prefix}/+/+/{kind}"))
+        .collect();
+    let mut backoff = config.reconnect_min;
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = event_loop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(url = %config.url, session_present = ack.session_present, "MQTT connected");
+                connected = true;
+                metrics.mqtt_connected.set(1);
+                backoff = config.reconnect_min;
+                // Subscribing from this task could deadlock on a full request channel
+                // (rumqttc #1025): hand it to a short-lived task.
+                let client = client.clone();
+                let filters = filters.clone();
+                tokio::spawn(async move {
+                    let subs = filters
+                        .into_iter()
+                        .map(|path| rumqttc::SubscribeFilter::new(path, QoS::AtLeastOnce));
+                    if let Err(e) = client.subscribe_many(subs).await {
+                        warn!(error = %e, "MQTT subscribe failed");
+                    }
+                });
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if let Some(event) = handle_publish(&config, &publish, &metrics) {
+                    if tx.send(event).await.is_err() {
+                        debug!("pipeline closed; MQTT ingest stops");
+                        break;
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    .count();
+                if refused > 0 {
+                    warn!(refused, "MQTT broker refused subscriptions");
+                } else {
+                    info!(topics = %filters.join(" "), "MQTT subscribed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.mqtt_connected.set(0);
+                metrics.mqtt_connection_errors.inc();
+                if connected {
+                    warn!(url = %config.url, error = %e, "MQTT connection lost; reconnecting");
+                    connected = false;
+                } else {
+                    debug!(url = %config.url, error = %e, retry_in = ?backoff, "MQTT connect failed");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(config.reconnect_max);
+            }
+        }
+    }
+    metrics.mqtt_connected.set(0);
+    // Best effort: tell the broker we leave on purpose (a timeout keeps shutdown bounded).
+    let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;
+}
+
+/// Decodes one publication into an event, counting and logging what is rejected.
+fn handle_publish(
+    config: &MqttConfig,
+    publish: &Publish,
+    metrics: &Metrics,
+) -> Option<IngestEvent> {
+    let topic = publish.topic.as_str();
+    let reject = |reason: Reject| {
+        metrics.reject(reason, topic);
+        None
+    };
+    let (device, kind) = match decode::parse_topic(&config.topic_prefix, topic) {
+        Ok(parsed) => parsed,
+        Err(reason) => return reject(reason),
+    };
+    let payload = &publish.payload[..];
+    if payload.len() > config.max_payload_bytes {
+        return reject(Reject::TooLarge);
+    }
+    match kind {
+        TopicKind::Telemetry => {
+            match decode::decode_telemetry(&device, payload, config.max_points, now_ms()) {
+                Ok(decoded) => {
+                    for reason in decoded.rejected {
+                        metrics.reject(reason, topic);
+                    }
+                    (!decoded.readings.is_empty())
+                        .then_some(IngestEvent::Readings(decoded.readings))
+                }
+                Err(reason) => reject(reason),
+            }
+        }
+        TopicKind::SinglePoint(point) => {
+            match decode::decode_single_point(
+                &device,
+                point,
+                payload,
+                config.max_payload_bytes,
+                now_ms(),
+            ) {
+                Ok(reading) => Some(IngestEvent::Readings(vec![reading])),
+                Err(reason) => reject(reason),
+            }
+        }
+        TopicKind::Meta => match decode::decode_meta(payload) {
+            Ok(Some(info)) => Some(IngestEvent::Meta { device, info }),
+            Ok(None) => None,
+            Err(reason) => reject(reason),
+        },
+        TopicKind::Status => match decode::decode_status(payload) {
+            Ok(Some(online)) => Some(IngestEvent::Status {
+                device,
+                online,
+                ts_ms: now_ms(),
+            }),
+            Ok(None) => None,
+            Err(reason) => reject(reason),
+        },
+    }
+}

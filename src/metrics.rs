@@ -1,0 +1,233 @@
+//! Gateway metrics (Prometheus text at `/metrics`) and the logging of notable events, together:
+//! one method per event logs and counts. Labels are low-cardinality (source, reason, class),
+//! never per sensor.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tracing::warn;
+
+use crate::ingest::mqtt::decode::Reject;
+use crate::model::{AlarmClass, Source};
+
+type Labels = Vec<(String, String)>;
+
+/// Every counter and gauge of the gateway. Hot-path counters are resolved once at start, so
+/// counting costs one atomic add.
+pub struct Metrics {
+    registry: Registry,
+    readings_mqtt: Counter,
+    readings_modbus: Counter,
+    rejected: HashMap<Reject, Counter>,
+    alarms_raised: HashMap<AlarmClass, Counter>,
+    pub unregistered_readings: Counter,
+    pub alarm_transitions: Counter,
+    pub alarm_publish_dropped: Counter,
+    pub mqtt_connected: Gauge,
+    pub mqtt_connection_errors: Counter,
+    pub history_rows_written: Counter,
+    pub history_write_errors: Counter,
+    pub journal_write_errors: Counter,
+    pub sse_clients: Gauge,
+    /// Messages waiting in the ingest → core channel (sampled at scrape).
+    pub ingest_queue_depth: Gauge,
+    /// Batches waiting in the core → history channel (sampled at scrape).
+    pub history_queue_depth: Gauge,
+    pub active_alarms: Gauge,
+    reject_log: RateLimitedLog,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("campusguard");
+        let readings = Family::<Labels, Counter>::default();
+        registry.register("readings", "Readings accepted, by source", readings.clone());
+        let source = |s: Source| {
+            readings
+                .get_or_create(&vec![("source".into(), s.as_str().into())])
+                .clone()
+        };
+        let readings_mqtt = source(Source::Mqtt);
+        let readings_modbus = source(Source::Modbus);
+
+        let rejected_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "rejected",
+            "Messages or points rejected at ingest, by reason",
+            rejected_family.clone(),
+        );
+        let rejected = Reject::ALL
+            .iter()
+            .map(|r| {
+                let c = rejected_family
+                    .get_or_create(&vec![("reason".into(), r.as_str().into())])
+                    .clone();
+                (*r, c)
+            })
+            .collect();
+
+        let raised_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "alarms_raised",
+            "Alarms raised, by class",
+            raised_family.clone(),
+        );
+        let alarms_raised = AlarmClass::ALL
+            .iter()
+            .map(|c| {
+                let counter = raised_family
+                    .get_or_create(&vec![("class".into(), c.as_str().into())])
+                    .clone();
+                (*c, counter)
+            })
+            .collect();
+
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let unregistered_readings = counter(
+            "unregistered_readings",
+            "Readings of devices neither in config nor announced by meta",
+        );
+        let alarm_transitions = counter("alarm_transitions", "Alarm state transitions journaled");
+        let alarm_publish_dropped = counter(
+            "alarm_publish_dropped",
+            "Alarm events not published over MQTT because its queue was full",
+        );
+        let mqtt_connection_errors = counter("mqtt_connection_errors", "MQTT connection errors");
+        let history_rows_written =
+            counter("history_rows_written", "Readings written to local history");
+        let history_write_errors = counter("history_write_errors", "Failed local-history writes");
+        let journal_write_errors = counter("journal_write_errors", "Failed alarm-journal writes");
+
+        let mut gauge = |name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        Self {
+            mqtt_connected: gauge("mqtt_connected", "1 while connected to the MQTT broker"),
+            sse_clients: gauge("sse_clients", "Connected alarm-stream clients"),
+            ingest_queue_depth: gauge("ingest_queue_depth", "Messages waiting for the core"),
+            history_queue_depth: gauge(
+                "history_queue_depth",
+                "Batches waiting for the history writer",
+            ),
+            active_alarms: gauge("active_alarms", "Alarms not yet cleared"),
+            registry,
+            readings_mqtt,
+            readings_modbus,
+            rejected,
+            alarms_raised,
+            unregistered_readings,
+            alarm_transitions,
+            alarm_publish_dropped,
+            mqtt_connection_errors,
+            history_rows_written,
+            history_write_errors,
+            journal_write_errors,
+            reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+        }
+    }
+
+    pub fn reading_accepted(&self, source: Source, n: u64) {
+        match source {
+            Source::Mqtt => self.readings_mqtt.inc_by(n),
+            Source::Modbus => self.readings_modbus.inc_by(n),
+        };
+    }
+
+    pub fn readings_total(&self, source: Source) -> u64 {
+        match source {
+            Source::Mqtt => self.readings_mqtt.get(),
+            Source::Modbus => self.readings_modbus.get(),
+        }
+    }
+
+    /// Counts a rejection and logs it, at most once per reason every 10 s (with how many were
+    /// suppressed), naming the topic.
+    pub fn reject(&self, reason: Reject, topic: &str) {
+        if let Some(c) = self.rejected.get(&reason) {
+            c.inc();
+        }
+        if let Some(suppressed) = self.reject_log.allow(reason.as_str()) {
+            warn!(
+                topic,
+                reason = reason.as_str(),
+                suppressed,
+                "rejected MQTT message"
+            );
+        }
+    }
+
+    pub fn rejected_total(&self, reason: Reject) -> u64 {
+        self.rejected.get(&reason).map_or(0, |c| c.get())
+    }
+
+    pub fn alarm_raised(&self, class: AlarmClass) {
+        if let Some(c) = self.alarms_raised.get(&class) {
+            c.inc();
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Lets a log line through at most once per `interval` per key and reports how many were held
+/// back in between.
+pub struct RateLimitedLog {
+    interval: Duration,
+    state: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl RateLimitedLog {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(suppressed)` when the caller should log now.
+    pub fn allow(&self, key: &'static str) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match state.get_mut(key) {
+            Some((last, suppressed)) if now.duration_since(*last) < self.interval => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                let n = *suppressed;
+                *last = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                state.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}

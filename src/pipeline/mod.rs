@@ -1,0 +1,370 @@
+//! The pipeline core: one task that owns the device registry, the live cache, the rules engine
+//! and the alarm book. It takes [`IngestEvent`]s from every source in arrival order (so readings
+//! of one sensor are evaluated in order), evaluates rules, journals alarm transitions before
+//! broadcasting them, and hands readings on to the local history writer.
+//!
+//! Edges and what happens when they are full:
+//! - ingest → core (bounded): ingest waits; MQTT then stops reading from the broker.
+//! - core → history writer (bounded): the core waits (no reading is dropped).
+//! - core → SSE (broadcast): a slow client lags and gets a `resync`; the core never waits.
+//! - core → MQTT alarm publisher (bounded): when full the MQTT copy is dropped and counted; the
+//!   alarm itself is journaled and on the SSE stream regardless.
+//! - API → core commands (bounded): served before readings, so the console stays responsive.
+
+mod registry;
+
+pub use registry::{DeviceEntry, LiveValue, Registration};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
+use crate::config::Config;
+use crate::ingest::mqtt::decode::Reject;
+use crate::metrics::Metrics;
+use crate::model::{now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId};
+use crate::rules::{PointCheck, RuleEngine};
+use crate::store::LocalStore;
+use registry::Registry;
+
+/// Requests from the API to the core, each with its reply channel.
+pub enum Command {
+    Acknowledge {
+        id: u64,
+        user: String,
+        comment: Option<String>,
+        reply: oneshot::Sender<Result<AlarmEvent, AlarmError>>,
+    },
+    Shelve {
+        id: u64,
+        user: String,
+        until_ms: i64,
+        reason: String,
+        reply: oneshot::Sender<Result<AlarmEvent, AlarmError>>,
+    },
+    Reset {
+        id: u64,
+        user: String,
+        comment: Option<String>,
+        false_alarm: bool,
+        reply: oneshot::Sender<Result<AlarmEvent, AlarmError>>,
+    },
+    OpenAlarms {
+        reply: oneshot::Sender<Vec<Alarm>>,
+    },
+    Devices {
+        reply: oneshot::Sender<Vec<DeviceEntry>>,
+    },
+    Sensors {
+        reply: oneshot::Sender<Vec<(SensorId, LiveValue)>>,
+    },
+}
+
+/// Where the core's outputs go.
+pub struct CoreOutputs {
+    pub history: mpsc::Sender<Vec<Reading>>,
+    pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
+    pub alarm_mqtt: Option<mpsc::Sender<Arc<AlarmEvent>>>,
+}
+
+/// Readings drained from the ingest channel per round before alarms are flushed.
+const DRAIN_BATCH: usize = 512;
+
+pub struct Core {
+    engine: RuleEngine,
+    book: AlarmBook,
+    registry: Registry,
+    store: LocalStore,
+    out: CoreOutputs,
+    metrics: Arc<Metrics>,
+    tick: Duration,
+    /// Transitions waiting to be journaled and broadcast at the end of this round.
+    pending: Vec<AlarmEvent>,
+    changes: Vec<ConditionChange>,
+    history_batch: Vec<Reading>,
+}
+
+impl Core {
+    /// Builds the core: registers configured devices and restores open alarms from the store.
+    pub async fn new(
+        config: &Config,
+        store: LocalStore,
+        out: CoreOutputs,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let mut engine = RuleEngine::new(Arc::new(config.profiles.clone()));
+        let mut registry = Registry::new(config.pipeline.max_unregistered_devices);
+        let now = Instant::now();
+        for device in &config.devices {
+            let key = DeviceKey::new(&device.school, &device.id);
+            // The profile was checked at load.
+            if let Err(e) = engine.register_device(&key, &device.profile, &device.overrides, now) {
+                warn!(device = %key, error = ?e, "device not registered");
+                continue;
+            }
+            registry.register_config(key, device);
+        }
+        let (open, max_id) = store.load_open_alarms().await?;
+        for alarm in &open {
+            if alarm.condition_active {
+                engine.restore_condition(&alarm.sensor, &alarm.rule, alarm.severity);
+            }
+        }
+        if !open.is_empty() {
+            info!(count = open.len(), "restored open alarms");
+        }
+        let book = AlarmBook::restore(open, max_id);
+        metrics.active_alarms.set(book.len() as i64);
+        Ok(Self {
+            engine,
+            book,
+            registry,
+            store,
+            out,
+            metrics,
+            tick: config.rules.tick,
+            pending: Vec::new(),
+            changes: Vec::new(),
+            history_batch: Vec::new(),
+        })
+    }
+
+    /// Runs until every ingest sender is gone (sources stop first at shutdown), then flushes.
+    pub async fn run(
+        mut self,
+        mut ingest: mpsc::Receiver<IngestEvent>,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => self.handle_command(command).await,
+                    None => commands_open = false,
+                },
+                event = ingest.recv() => {
+                    let Some(event) = event else { break };
+                    self.handle_ingest(event);
+                    for _ in 0..DRAIN_BATCH {
+                        match ingest.try_recv() {
+                            Ok(event) => self.handle_ingest(event),
+                            Err(_) => break,
+                        }
+                    }
+                    self.metrics.ingest_queue_depth.set(ingest.len() as i64);
+                }
+                _ = tick.tick() => self.handle_tick(),
+                // Sources stop on shutdown and drop their senders; this is a backstop for a
+                // source that does not.
+                _ = shutdown.cancelled(), if ingest.is_empty() && ingest.sender_strong_count() == 0 => break,
+            }
+            self.flush().await;
+        }
+        self.flush().await;
+        info!("pipeline core stopped");
+    }
+
+    fn handle_ingest(&mut self, event: IngestEvent) {
+        let now = Instant::now();
+        match event {
+            IngestEvent::Readings(readings) => {
+                for reading in readings {
+                    self.handle_reading(reading, now);
+                }
+            }
+            IngestEvent::Status {
+                device,
+                online,
+                ts_ms,
+            } => {
+                self.registry.status(&device, online, ts_ms);
+                self.engine
+                    .on_status(&device, online, now, now_ms(), &mut self.changes);
+            }
+            IngestEvent::Meta { device, info } => {
+                if let Some(profile) = self.registry.meta(&device, info) {
+                    match self
+                        .engine
+                        .register_device(&device, &profile, &BTreeMap::new(), now)
+                    {
+                        Ok(()) => {
+                            info!(device = %device, profile = %profile, "device announced itself")
+                        }
+                        Err(_) => {
+                            self.registry.unregister(&device);
+                            self.metrics.reject(Reject::BadMeta, &device.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        self.apply_changes();
+    }
+
+    fn handle_reading(&mut self, reading: Reading, now: Instant) {
+        let key = reading.sensor.device_key();
+        match self.engine.check_point(&key, &reading.sensor.point) {
+            PointCheck::UnknownPoint => {
+                self.metrics
+                    .reject(Reject::UnknownPoint, &reading.sensor.to_string());
+                return;
+            }
+            PointCheck::UnregisteredDevice => {
+                self.metrics.unregistered_readings.inc();
+            }
+            PointCheck::Known => {}
+        }
+        self.metrics.reading_accepted(reading.source, 1);
+        self.engine.on_reading(&reading, now, &mut self.changes);
+        self.registry.reading(&key, &reading);
+        self.history_batch.push(reading);
+    }
+
+    fn handle_tick(&mut self) {
+        self.engine
+            .on_tick(Instant::now(), now_ms(), &mut self.changes);
+        self.apply_changes();
+        let expired = self.book.expire_shelves(now_ms());
+        self.pending.extend(expired);
+    }
+
+    fn apply_changes(&mut self) {
+        let now = now_ms();
+        for change in self.changes.drain(..) {
+            let drill = false;
+            if let Some(event) = self.book.apply(&change, now, drill) {
+                if event.transition == crate::alarms::Transition::Raised {
+                    self.metrics.alarm_raised(event.alarm.class);
+                }
+                self.pending.push(event);
+            }
+        }
+    }
+
+    /// Journals pending transitions, then broadcasts them; then hands readings to history.
+    async fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let events = std::mem::take(&mut self.pending);
+            self.journal(&events).await;
+            self.metrics.alarm_transitions.inc_by(events.len() as u64);
+            self.metrics.active_alarms.set(self.book.len() as i64);
+            for event in events {
+                let event = Arc::new(event);
+                // No receivers is fine (nobody watching).
+                let _ = self.out.alarm_stream.send(event.clone());
+                if let Some(mqtt) = &self.out.alarm_mqtt {
+                    if mqtt.try_send(event).is_err() {
+                        self.metrics.alarm_publish_dropped.inc();
+                    }
+                }
+            }
+        }
+        if !self.history_batch.is_empty() {
+            let batch = std::mem::take(&mut self.history_batch);
+            self.metrics
+                .history_queue_depth
+                .set((self.out.history.max_capacity() - self.out.history.capacity()) as i64);
+            if self.out.history.send(batch).await.is_err() {
+                error!("local history writer is gone; readings not stored locally");
+            }
+        }
+    }
+
+    /// Writes transitions durably before anyone sees them. A failing store is retried a few
+    /// times; after that the alarm is delivered anyway (an operator must see a fire even when
+    /// the disk is broken) and the failure is logged and counted.
+    async fn journal(&self, events: &[AlarmEvent]) {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=3 {
+            match self.store.record_events(events).await {
+                Ok(()) => return,
+                Err(e) => {
+                    self.metrics.journal_write_errors.inc();
+                    warn!(error = %e, attempt, "alarm journal write failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+            }
+        }
+        error!(
+            transitions = events.len(),
+            "alarm journal unavailable; delivering alarms unjournaled"
+        );
+    }
+
+    async fn handle_command(&mut self, command: Command) {
+        let now = now_ms();
+        match command {
+            Command::Acknowledge {
+                id,
+                user,
+                comment,
+                reply,
+            } => {
+                let result = self.book.acknowledge(id, &user, comment, now);
+                self.reply_after_flush(result, reply).await;
+            }
+            Command::Shelve {
+                id,
+                user,
+                until_ms,
+                reason,
+                reply,
+            } => {
+                let result = self.book.shelve(id, &user, until_ms, reason, now);
+                self.reply_after_flush(result, reply).await;
+            }
+            Command::Reset {
+                id,
+                user,
+                comment,
+                false_alarm,
+                reply,
+            } => {
+                // The book knows the latched state; the engine knows whether the condition
+                // still holds. Refresh the alarm's view from the engine first.
+                let result = match self.book.get(id) {
+                    Some(alarm)
+                        if self.engine.condition_active(&alarm.sensor, &alarm.rule)
+                            || alarm.condition_active =>
+                    {
+                        Err(AlarmError::ConditionActive(id))
+                    }
+                    _ => self.book.reset(id, &user, comment, false_alarm, now),
+                };
+                self.reply_after_flush(result, reply).await;
+            }
+            Command::OpenAlarms { reply } => {
+                let _ = reply.send(self.book.open().cloned().collect());
+            }
+            Command::Devices { reply } => {
+                let _ = reply.send(self.registry.devices());
+            }
+            Command::Sensors { reply } => {
+                let _ = reply.send(self.registry.sensors());
+            }
+        }
+    }
+
+    async fn reply_after_flush(
+        &mut self,
+        result: Result<AlarmEvent, AlarmError>,
+        reply: oneshot::Sender<Result<AlarmEvent, AlarmError>>,
+    ) {
+        if let Ok(event) = &result {
+            self.pending.push(event.clone());
+            self.flush().await;
+        }
+        let _ = reply.send(result);
+    }
+}

@@ -1,0 +1,194 @@
+//! The device registry and live cache, owned by the core: which devices exist (configured,
+//! announced by meta, or only heard from), their status, and the last value of every sensor.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::config::DeviceConfig;
+use crate::model::{DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, Value};
+
+/// How the gateway knows a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// In `[[devices]]` (wins over meta).
+    Config,
+    /// Announced by retained `meta` with a known profile.
+    Meta,
+    /// Only heard from: listed for commissioning, no rules apply.
+    Unregistered,
+}
+
+/// A device as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceEntry {
+    pub device: DeviceKey,
+    pub school: String,
+    pub id: String,
+    pub registration: Registration,
+    #[serde(flatten)]
+    pub info: DeviceInfo,
+    /// From the device's `status` (or the Modbus poller); `None` until it says.
+    pub online: Option<bool>,
+    pub last_seen_ms: Option<i64>,
+    pub readings: u64,
+    pub source: Option<Source>,
+}
+
+/// The last value of a sensor.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LiveValue {
+    pub value: Value,
+    pub ts: i64,
+    pub quality: Quality,
+    pub source: Source,
+}
+
+pub struct Registry {
+    devices: HashMap<DeviceKey, DeviceEntry>,
+    live: HashMap<SensorId, LiveValue>,
+    unregistered: usize,
+    max_unregistered: usize,
+}
+
+impl Registry {
+    pub fn new(max_unregistered: usize) -> Self {
+        Self {
+            devices: HashMap::new(),
+            live: HashMap::new(),
+            unregistered: 0,
+            max_unregistered,
+        }
+    }
+
+    fn entry(key: DeviceKey, registration: Registration, info: DeviceInfo) -> DeviceEntry {
+        DeviceEntry {
+            school: key.school.to_string(),
+            id: key.device.to_string(),
+            device: key,
+            registration,
+            info,
+            online: None,
+            last_seen_ms: None,
+            readings: 0,
+            source: None,
+        }
+    }
+
+    pub fn register_config(&mut self, key: DeviceKey, device: &DeviceConfig) {
+        let info = DeviceInfo {
+            profile: Some(device.profile.clone()),
+            building: device.building.clone(),
+            room: device.room.clone(),
+            name: device.name.clone(),
+        };
+        self.devices
+            .insert(key.clone(), Self::entry(key, Registration::Config, info));
+    }
+
+    /// Records a meta announcement. Returns the profile to register with the rules engine, or
+    /// `None` when config already owns the device or the meta names no profile.
+    pub fn meta(&mut self, key: &DeviceKey, info: DeviceInfo) -> Option<String> {
+        if let Some(entry) = self.devices.get_mut(key) {
+            if entry.registration == Registration::Config {
+                return None;
+            }
+            if entry.registration == Registration::Unregistered && info.profile.is_some() {
+                self.unregistered = self.unregistered.saturating_sub(1);
+                entry.registration = Registration::Meta;
+            }
+            entry.info = info;
+            return entry.info.profile.clone();
+        }
+        let profile = info.profile.clone()?;
+        self.devices.insert(
+            key.clone(),
+            Self::entry(key.clone(), Registration::Meta, info),
+        );
+        Some(profile)
+    }
+
+    /// Meta named a profile the rules do not know: the device stays unregistered.
+    pub fn unregister(&mut self, key: &DeviceKey) {
+        if let Some(entry) = self.devices.get_mut(key) {
+            if entry.registration == Registration::Meta {
+                entry.registration = Registration::Unregistered;
+                self.unregistered += 1;
+            }
+        }
+    }
+
+    pub fn status(&mut self, key: &DeviceKey, online: bool, ts_ms: i64) {
+        if let Some(entry) = self.tracked(key) {
+            entry.online = Some(online);
+            entry.last_seen_ms = Some(entry.last_seen_ms.unwrap_or(ts_ms).max(ts_ms));
+        }
+    }
+
+    pub fn reading(&mut self, key: &DeviceKey, reading: &Reading) {
+        let tracked = match self.tracked(key) {
+            Some(entry) => {
+                entry.readings += 1;
+                entry.last_seen_ms = Some(
+                    entry
+                        .last_seen_ms
+                        .unwrap_or(reading.ts_ms)
+                        .max(reading.ts_ms),
+                );
+                entry.source = Some(reading.source);
+                true
+            }
+            None => false,
+        };
+        if !tracked {
+            return;
+        }
+        let live = LiveValue {
+            value: reading.value,
+            ts: reading.ts_ms,
+            quality: reading.quality,
+            source: reading.source,
+        };
+        match self.live.get_mut(&reading.sensor) {
+            // Out-of-order device timestamps never move the live value backwards.
+            Some(existing) if existing.ts > reading.ts_ms => {}
+            Some(existing) => *existing = live,
+            None => {
+                self.live.insert(reading.sensor.clone(), live);
+            }
+        }
+    }
+
+    /// The entry of a device, creating an unregistered one while under the cap.
+    fn tracked(&mut self, key: &DeviceKey) -> Option<&mut DeviceEntry> {
+        if !self.devices.contains_key(key) {
+            if self.unregistered >= self.max_unregistered {
+                return None;
+            }
+            self.unregistered += 1;
+            self.devices.insert(
+                key.clone(),
+                Self::entry(
+                    key.clone(),
+                    Registration::Unregistered,
+                    DeviceInfo::default(),
+                ),
+            );
+        }
+        self.devices.get_mut(key)
+    }
+
+    pub fn devices(&self) -> Vec<DeviceEntry> {
+        let mut all: Vec<DeviceEntry> = self.devices.values().cloned().collect();
+        all.sort_by(|a, b| a.device.cmp(&b.device));
+        all
+    }
+
+    pub fn sensors(&self) -> Vec<(SensorId, LiveValue)> {
+        let mut all: Vec<(SensorId, LiveValue)> =
+            self.live.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}

@@ -1,0 +1,77 @@
+//! `[storage]`: the data directory and the local history.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Everything the gateway keeps on disk lives here (SQLite file, spool, attachments).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// How long readings stay in the local history (the time-series store keeps them longer).
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub history_retention: Duration,
+    /// Readings written per transaction, at most.
+    #[serde(default = "default_batch")]
+    pub history_batch_size: usize,
+    /// A partial batch is written after this long.
+    #[serde(default = "default_flush", with = "humantime_serde")]
+    pub history_flush_interval: Duration,
+    /// How often readings older than the retention are deleted.
+    #[serde(default = "default_prune", with = "humantime_serde")]
+    pub prune_interval: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_batch() -> usize {
+    4000
+}
+fn default_flush() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_prune() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            history_retention: default_retention(),
+            history_batch_size: default_batch(),
+            history_flush_interval: default_flush(),
+            prune_interval: default_prune(),
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push("storage.data_dir must not be empty".into());
+        }
+        if self.history_batch_size == 0 {
+            problems.push("storage.history_batch_size must be at least 1".into());
+        }
+        if self.history_flush_interval.is_zero() || self.prune_interval.is_zero() {
+            problems.push("storage intervals must be greater than 0".into());
+        }
+        if self.history_retention < Duration::from_secs(60) {
+            problems.push("storage.history_retention must be at least 1 minute".into());
+        }
+        problems
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("campusguard.db")
+    }
+}

@@ -1,0 +1,357 @@
+//! The local SQLite store (sqlx): history of readings written in batches by
+//! [`run_history_writer`], alarms and their journal written by the core before an alarm event
+//! is broadcast (so an alarm anyone has seen survives a kill -9: WAL mode, committed
+//! transactions survive a process crash).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqlitePool};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::StorageConfig;
+use crate::alarms::{Alarm, AlarmEvent, AlarmState};
+use crate::metrics::Metrics;
+use crate::model::{now_ms, Reading, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("local store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("local store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("local store: corrupt alarm row {id}: {reason}")]
+    Corrupt { id: i64, reason: String },
+}
+
+/// SQLite binds at most 32766 variables per statement; 5 per reading.
+const ROWS_PER_INSERT: usize = 2000;
+
+#[derive(Clone)]
+pub struct LocalStore {
+    pool: SqlitePool,
+}
+
+/// One point of a sensor's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    pub ts: i64,
+    pub value: Value,
+}
+
+/// One journaled transition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JournalEntry {
+    pub seq: i64,
+    pub alarm_id: i64,
+    pub at: i64,
+    pub transition: String,
+    pub user: String,
+    pub comment: Option<String>,
+    pub state: String,
+    pub severity: String,
+    pub value: Option<String>,
+    pub false_alarm: bool,
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) `<data_dir>/campusguard.db` and migrates it.
+    pub async fn open(config: &StorageConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(config.database_path())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Appends readings in one transaction.
+    pub async fn write_history(&self, readings: &[Reading]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in readings.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::new("INSERT INTO readings (sensor, ts, value, is_bool, source) ");
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(r.sensor.to_string())
+                    .push_bind(r.ts_ms)
+                    .push_bind(r.value.as_f64())
+                    .push_bind(matches!(r.value, Value::Bool(_)))
+                    .push_bind(r.source.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A sensor's history between two Unix-ms times, oldest first, at most `limit` points.
+    pub async fn history(
+        &self,
+        sensor: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, value, is_bool FROM readings WHERE sensor = ? AND ts >= ? AND ts <= ? \
+             ORDER BY ts LIMIT ?",
+        )
+        .bind(sensor)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let value: f64 = row.get(1);
+                let is_bool: bool = row.get(2);
+                HistoryPoint {
+                    ts: row.get(0),
+                    value: if is_bool {
+                        Value::Bool(value != 0.0)
+                    } else {
+                        Value::Number(value)
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes readings older than `before_ms`; returns how many.
+    pub async fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM readings WHERE ts < ?")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Journals transitions and stores the alarms' new state, in one transaction.
+    pub async fn record_events(&self, events: &[AlarmEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for event in events {
+            let alarm = &event.alarm;
+            let doc = serde_json::to_string(alarm).map_err(|e| StoreError::Corrupt {
+                id: alarm.id as i64,
+                reason: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO alarms (id, sensor, rule, school, class, state, raised_at, updated_at, doc) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+                 updated_at = excluded.updated_at, doc = excluded.doc",
+            )
+            .bind(alarm.id as i64)
+            .bind(alarm.sensor.to_string())
+            .bind(alarm.rule.as_ref())
+            .bind(alarm.school.as_ref())
+            .bind(alarm.class.as_str())
+            .bind(alarm.state.as_str())
+            .bind(alarm.raised_at)
+            .bind(alarm.updated_at)
+            .bind(doc)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO alarm_journal (alarm_id, at, transition, user, comment, state, severity, value, false_alarm) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(alarm.id as i64)
+            .bind(event.at)
+            .bind(event.transition.as_str())
+            .bind(&event.user)
+            .bind(&event.comment)
+            .bind(alarm.state.as_str())
+            .bind(alarm.severity.as_str())
+            .bind(alarm.value.map(|v| v.to_string()))
+            .bind(event.false_alarm)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Alarms not yet cleared, and the highest id ever used.
+    pub async fn load_open_alarms(&self) -> Result<(Vec<Alarm>, u64), StoreError> {
+        let max_id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM alarms")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query("SELECT id, doc FROM alarms WHERE state != ? ORDER BY id")
+            .bind(AlarmState::Cleared.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let alarms = rows
+            .iter()
+            .map(|row| decode_alarm(row.get(0), row.get(1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((alarms, max_id.unwrap_or(0).max(0) as u64))
+    }
+
+    /// Alarms of any state, newest first, optionally of one school.
+    pub async fn recent_alarms(
+        &self,
+        school: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Alarm>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, doc FROM alarms WHERE (? IS NULL OR school = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(school)
+        .bind(school)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| decode_alarm(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    pub async fn alarm(&self, id: u64) -> Result<Option<Alarm>, StoreError> {
+        let row = sqlx::query("SELECT id, doc FROM alarms WHERE id = ?")
+            .bind(id as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| decode_alarm(row.get(0), row.get(1)))
+            .transpose()
+    }
+
+    pub async fn journal(&self, alarm_id: u64) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, alarm_id, at, transition, user, comment, state, severity, value, false_alarm \
+             FROM alarm_journal WHERE alarm_id = ? ORDER BY seq",
+        )
+        .bind(alarm_id as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| JournalEntry {
+                seq: r.get(0),
+                alarm_id: r.get(1),
+                at: r.get(2),
+                transition: r.get(3),
+                user: r.get(4),
+                comment: r.get(5),
+                state: r.get(6),
+                severity: r.get(7),
+                value: r.get(8),
+                false_alarm: r.get(9),
+            })
+            .collect())
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn decode_alarm(id: i64, doc: String) -> Result<Alarm, StoreError> {
+    serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
+        id,
+        reason: e.to_string(),
+    })
+}
+
+/// Writes readings to the local history in batches (by size and by time) and prunes old ones.
+/// When a write fails it is retried with backoff while the batch is held (the channel then
+/// fills and the core waits: back-pressure, no loss); at shutdown what is left is written once
+/// more and otherwise reported as lost in the log.
+pub async fn run_history_writer(
+    store: LocalStore,
+    config: StorageConfig,
+    mut rx: mpsc::Receiver<Vec<Reading>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut batch: Vec<Reading> = Vec::with_capacity(config.history_batch_size);
+    let mut flush = tokio::time::interval(config.history_flush_interval);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval(config.prune_interval);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retention_ms = i64::try_from(config.history_retention.as_millis()).unwrap_or(i64::MAX);
+    let mut closed = false;
+    while !closed {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(readings) => {
+                    batch.extend(readings);
+                    // Drain whatever else is queued, up to a batch.
+                    while batch.len() < config.history_batch_size {
+                        match rx.try_recv() {
+                            Ok(more) => batch.extend(more),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() < config.history_batch_size {
+                        continue;
+                    }
+                }
+                None => closed = true,
+            },
+            _ = flush.tick() => {}
+            _ = prune.tick() => {
+                match store.prune_history(now_ms().saturating_sub(retention_ms)).await {
+                    Ok(0) => {}
+                    Ok(n) => debug!(rows = n, "pruned local history"),
+                    Err(e) => warn!(error = %e, "pruning local history failed"),
+                }
+                continue;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.write_history(&batch).await {
+                Ok(()) => {
+                    metrics.history_rows_written.inc_by(batch.len() as u64);
+                    batch.clear();
+                    break;
+                }
+                Err(e) => {
+                    metrics.history_write_errors.inc();
+                    if closed || shutdown.is_cancelled() {
+                        error!(error = %e, rows = batch.len(), "local history write failed at shutdown; readings not in local history");
+                        batch.clear();
+                        break;
+                    }
+                    warn!(error = %e, rows = batch.len(), retry_in = ?backoff, "local history write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    info!("local history writer stopped");
+}
