@@ -299,4 +299,5 @@ fn update_from(alarm: &mut Alarm, change: &ConditionChange, now_ms: i64) {
 }
 
 #[cfg(test)]
+#[path = "book_tests.rs"]
 mod tests;

@@ -1,1 +1,120 @@
+//! Loading, environment overrides, positions in errors, and semantic checks.
 
+use std::path::Path;
+
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_toml(
+        text,
+        Path::new("gw.toml"),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn an_empty_file_gives_the_documented_defaults() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.mqtt.url, "mqtt://127.0.0.1:1883");
+    assert_eq!(c.mqtt.topic_prefix, "campus");
+    assert!(!c.mqtt.clean_session);
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.storage.data_dir, Path::new("data"));
+    assert!(!c.broker.embedded);
+}
+
+#[test]
+fn environment_variables_override_keys_and_keep_types() {
+    let c = load(
+        "[mqtt]\nurl = \"mqtt://10.0.0.1:1883\"\n",
+        &[
+            ("CAMPUSGUARD_MQTT__URL", "mqtt://127.0.0.1:2883"),
+            ("CAMPUSGUARD_HTTP__LISTEN", "127.0.0.1:9999"),
+            ("CAMPUSGUARD_STORAGE__DATA_DIR", "/tmp/cg"),
+            ("CAMPUSGUARD_BROKER__EMBEDDED", "true"),
+            ("CAMPUSGUARD_MQTT__INFLIGHT", "7"),
+            ("OTHER_VAR", "ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.mqtt.url, "mqtt://127.0.0.1:2883");
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:9999");
+    assert_eq!(c.storage.data_dir, Path::new("/tmp/cg"));
+    assert!(c.broker.embedded);
+    assert_eq!(c.mqtt.inflight, 7);
+}
+
+#[test]
+fn syntax_and_type_errors_name_file_line_and_column() {
+    let cases = [
+        ("[mqtt]\nurl = \n", "gw.toml:2:"),
+        ("[http]\nlisten = \"not an address\"\n", "gw.toml:2:10:"),
+        ("[mqtt]\ninflight = \"many\"\n", "gw.toml:2:12:"),
+        (
+            "[storage]\nhistory_retention = \"7 parsecs\"\n",
+            "gw.toml:2:21:",
+        ),
+        (
+            "[mqtt]\nurl = \"mqtt://x\"\nbogus_key = 1\n",
+            "gw.toml:3:1:",
+        ),
+        ("[nonsense]\n", "gw.toml:1:"),
+    ];
+    for (text, prefix) in cases {
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with(prefix), "{text:?} gave {err}");
+    }
+    let err = load("[mqtt]\ninflight = \"many\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid type"), "{err}");
+}
+
+#[test]
+fn semantic_problems_are_all_reported_at_once() {
+    let text = r#"
+[mqtt]
+url = "http://broker"
+topic_prefix = "campus/#"
+
+[[http.tokens]]
+name = "ops"
+token = "short"
+role = "operator"
+
+[[devices]]
+id = "hd-1"
+school = "xhsy"
+profile = "heat_detector"
+
+[[devices]]
+id = "hd-1"
+school = "xhsy"
+profile = "heat_detector"
+
+[[devices]]
+id = "x-1"
+school = "xhsy"
+profile = "no_such_profile"
+"#;
+    let err = load(text, &[]).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("expected semantic errors, got {err}");
+    };
+    let all = problems.join("\n");
+    for needle in [
+        "mqtt.url `http://broker` must start with mqtt://",
+        "mqtt.topic_prefix",
+        "shorter than 16 characters",
+        "device xhsy/hd-1: duplicate device",
+        "device xhsy/x-1: unknown profile `no_such_profile`",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
+
+#[test]
+fn line_and_column_count_characters_not_bytes() {
+    assert_eq!(line_col("ab\n温度 = x", 10), (2, 4));
+    assert_eq!(line_col("", 0), (1, 1));
+}

@@ -394,4 +394,5 @@ impl<'de> Visitor<'de> for PointValueVisitor {
 }
 
 #[cfg(test)]
+#[path = "decode_tests.rs"]
 mod tests;
