@@ -1,0 +1,393 @@
+//! Test support: start a whole gateway in-process on free ports with its own data directory and
+//! topic prefix, publish device traffic over real MQTT, and follow the SSE stream.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use campusguard::config::Config;
+use futures::StreamExt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio_util::sync::CancellationToken;
+
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+pub const BUREAU_TOKEN: &str = "test-bureau-token-0123456789ab";
+
+/// Profiles the tests rely on, independent of the shipped thresholds.
+pub const TEST_PROFILES: &str = r#"
+[profiles.test_room]
+label = "测试房间"
+label_en = "Test room"
+stale_after = "2s"
+
+[profiles.test_room.points.temp_c]
+kind = "number"
+unit = "°C"
+range = [-40.0, 150.0]
+
+[profiles.test_room.points.door_open]
+kind = "bool"
+
+[[profiles.test_room.rules]]
+id = "temp_high"
+kind = "high"
+point = "temp_c"
+class = "supervisory"
+warning = 30.0
+alarm = 40.0
+deadband = 1.0
+
+[[profiles.test_room.rules]]
+id = "temp_fire"
+kind = "high"
+point = "temp_c"
+class = "fire"
+alarm = 57.0
+deadband = 2.0
+"#;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name per test (and per process), for topic prefixes and client ids.
+pub fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("cgtest-{tag}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct TestGateway {
+    pub http: SocketAddr,
+    pub prefix: String,
+    pub mqtt_port: u16,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    gateway: Option<campusguard::Gateway>,
+    pub metrics: std::sync::Arc<campusguard::metrics::Metrics>,
+}
+
+/// What a test wants different from the defaults.
+pub struct Setup {
+    pub mqtt_port: u16,
+    pub embedded_broker: bool,
+    pub prefix: String,
+    pub data_dir: PathBuf,
+    pub extra_toml: String,
+}
+
+impl Setup {
+    /// Against the machine's Mosquitto on 127.0.0.1:1883.
+    pub fn mosquitto(tag: &str, data_dir: &Path) -> Self {
+        Self {
+            mqtt_port: 1883,
+            embedded_broker: false,
+            prefix: unique(tag),
+            data_dir: data_dir.to_path_buf(),
+            extra_toml: String::new(),
+        }
+    }
+
+    /// Against an embedded broker on a free port.
+    pub fn embedded(tag: &str, data_dir: &Path) -> Self {
+        Self {
+            mqtt_port: free_port(),
+            embedded_broker: true,
+            ..Self::mosquitto(tag, data_dir)
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let profiles = self.data_dir.join("test-profiles.toml");
+        std::fs::create_dir_all(&self.data_dir).unwrap();
+        std::fs::write(&profiles, TEST_PROFILES).unwrap();
+        let text = format!(
+            r#"
+[broker]
+embedded = {embedded}
+listen = "127.0.0.1:{port}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+client_id = "{prefix}-gw"
+topic_prefix = "{prefix}"
+reconnect_min = "100ms"
+reconnect_max = "1s"
+
+[http]
+listen = "127.0.0.1:0"
+
+[[http.tokens]]
+name = "operator-1"
+token = "{OPERATOR_TOKEN}"
+role = "operator"
+
+[[http.tokens]]
+name = "bureau-1"
+token = "{BUREAU_TOKEN}"
+role = "bureau"
+
+[storage]
+data_dir = "{data}"
+history_flush_interval = "50ms"
+
+[rules]
+profiles_file = "{profiles}"
+tick = "100ms"
+
+{extra}
+"#,
+            embedded = self.embedded_broker,
+            port = self.mqtt_port,
+            prefix = self.prefix,
+            data = self.data_dir.display(),
+            profiles = profiles.display(),
+            extra = self.extra_toml,
+        );
+        Config::from_toml(&text, &self.data_dir.join("gateway.toml"), Vec::new())
+            .unwrap_or_else(|e| panic!("test config: {e}"))
+    }
+}
+
+impl TestGateway {
+    pub async fn start(setup: &Setup) -> Self {
+        let shutdown = CancellationToken::new();
+        let gateway = campusguard::start(setup.config(), shutdown.clone())
+            .await
+            .expect("gateway starts");
+        let gw = Self {
+            http: gateway.http_addr,
+            prefix: setup.prefix.clone(),
+            mqtt_port: setup.mqtt_port,
+            data_dir: setup.data_dir.clone(),
+            metrics: gateway.metrics.clone(),
+            shutdown,
+            gateway: Some(gateway),
+        };
+        gw.wait_until(Duration::from_secs(10), || async {
+            gw.metrics.mqtt_connected.get() == 1
+        })
+        .await;
+        // Subscriptions go out right after ConnAck; give the broker a moment to register them.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gw
+    }
+
+    /// Stops the gateway the way SIGTERM does and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(g) = self.gateway.take() {
+            tokio::time::timeout(Duration::from_secs(15), g.wait())
+                .await
+                .expect("gateway stops within 15 s");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn topic(&self, school: &str, device: &str, rest: &str) -> String {
+        format!("{}/{school}/{device}/{rest}", self.prefix)
+    }
+
+    /// Polls `check` every 20 ms until it holds; panics after `limit`.
+    pub async fn wait_until<F, Fut>(&self, limit: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("condition not reached within {limit:?}");
+    }
+
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one metric line (exact name with labels), 0 if absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                (k == name).then(|| v.parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// An MQTT client for publishing device traffic (event loop polled in its own task).
+pub struct Device {
+    pub client: AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Device {
+    pub async fn connect(port: u16, id: &str) -> Self {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut event_loop) = AsyncClient::new(options, 100);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready = Some(ready_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match event_loop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .expect("device connects")
+            .unwrap();
+        Self { client, task }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Follows `/api/v1/alarms/stream` and yields each `alarm` event's JSON.
+pub struct AlarmStream {
+    rx: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AlarmStream {
+    pub async fn open(gw: &TestGateway, token: &str) -> Self {
+        let resp = reqwest::Client::new()
+            .get(gw.url("/api/v1/alarms/stream"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let (tx, rx) = tokio::sync::mpsc::channel(1000);
+        let task = tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    let mut event = "";
+                    let mut data = String::new();
+                    for line in frame.lines() {
+                        if let Some(e) = line.strip_prefix("event:") {
+                            event = e.trim();
+                        } else if let Some(d) = line.strip_prefix("data:") {
+                            data.push_str(d.trim_start());
+                        }
+                    }
+                    if event == "alarm" {
+                        if let Ok(v) = serde_json::from_str(&data) {
+                            if tx.send(v).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Self { rx, task }
+    }
+
+    /// The next alarm event for which `pred` holds (others are skipped), within `limit`.
+    pub async fn next_matching(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(v)) if pred(&v) => return v,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("alarm stream closed"),
+                Err(_) => panic!("no matching alarm event within {limit:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for AlarmStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
