@@ -120,8 +120,8 @@ impl Default for PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
-    /// A profiles file replacing the built-in `config/profiles.toml`; relative to the config
-    /// file's folder.
+    /// A site profiles file: its profiles replace built-in ones (`config/profiles.toml`) of the
+    /// same name and add new ones. Relative to the config file's folder.
     #[serde(default)]
     pub profiles_file: Option<PathBuf>,
     /// How often on-delays, staleness and shelve expiry are evaluated.
@@ -238,8 +238,12 @@ impl Config {
                     path: file.display().to_string(),
                     source,
                 })?;
-                ProfileSet::from_toml(&text)
-                    .map_err(|e| parse_error(&file.display().to_string(), &text, e))?
+                let site = ProfileSet::from_toml(&text)
+                    .map_err(|e| parse_error(&file.display().to_string(), &text, e))?;
+                // A site file replaces built-in profiles of the same name and adds new ones.
+                let mut profiles = ProfileSet::builtin();
+                profiles.merge(site);
+                profiles
             }
             None => ProfileSet::builtin(),
         };

@@ -28,7 +28,7 @@ use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
 use crate::config::Config;
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId};
+use crate::model::{now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId, Severity};
 use crate::rules::{PointCheck, RuleEngine};
 use crate::store::LocalStore;
 use registry::Registry;
@@ -86,6 +86,8 @@ pub struct Core {
     tick: Duration,
     /// Transitions waiting to be journaled and broadcast at the end of this round.
     pending: Vec<AlarmEvent>,
+    /// Restored alarm conditions whose device has not registered yet.
+    pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
     history_batch: Vec<Reading>,
 }
@@ -111,11 +113,13 @@ impl Core {
             registry.register_config(key, device);
         }
         let (open, max_id) = store.load_open_alarms().await?;
-        for alarm in &open {
-            if alarm.condition_active {
-                engine.restore_condition(&alarm.sensor, &alarm.rule, alarm.severity);
-            }
-        }
+        // Conditions of devices not registered yet (announced by meta later) wait for them.
+        let pending_restore = open
+            .iter()
+            .filter(|a| a.condition_active)
+            .filter(|a| !engine.restore_condition(&a.sensor, &a.rule, a.severity))
+            .map(|a| (a.sensor.clone(), a.rule.clone(), a.severity))
+            .collect();
         if !open.is_empty() {
             info!(count = open.len(), "restored open alarms");
         }
@@ -130,6 +134,7 @@ impl Core {
             metrics,
             tick: config.rules.tick,
             pending: Vec::new(),
+            pending_restore,
             changes: Vec::new(),
             history_batch: Vec::new(),
         })
@@ -198,7 +203,12 @@ impl Core {
                         .register_device(&device, &profile, &BTreeMap::new(), now)
                     {
                         Ok(()) => {
-                            info!(device = %device, profile = %profile, "device announced itself")
+                            info!(device = %device, profile = %profile, "device announced itself");
+                            let engine = &mut self.engine;
+                            self.pending_restore.retain(|(sensor, rule, severity)| {
+                                sensor.device_key() != device
+                                    || !engine.restore_condition(sensor, rule, *severity)
+                            });
                         }
                         Err(_) => {
                             self.registry.unregister(&device);

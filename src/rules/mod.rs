@@ -1,9 +1,12 @@
 //! Rules: device profiles (points, units, physical ranges, default rules) and the engine that
 //! evaluates every reading against them, in order per sensor, and emits
 //! [`ConditionChange`](crate::model::ConditionChange)s for the alarm manager.
+//!
+//! `config` holds the serde types of `config/profiles.toml` and their validation; `engine` the
+//! state machine. The default thresholds and their sources are listed in `docs/thresholds.md`.
 
 pub mod config;
 pub mod engine;
 
-pub use config::{ProfileSet, RuleOverride};
-pub use engine::{PointCheck, RuleEngine};
+pub use config::{PointKind, Profile, ProfileSet, RuleKind, RuleOverride, RuleSpec};
+pub use engine::{EngineStats, PointCheck, RuleEngine, UnknownProfile};
