@@ -151,6 +151,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         auth: Arc::new(api::auth::Authenticator::new(&config.http)),
         max_body_bytes: config.http.max_body_bytes,
         mqtt_required: true,
+        shutdown: shutdown.clone(),
     });
     let http_stop = shutdown.clone();
     tracker.spawn(async move {

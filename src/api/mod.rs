@@ -32,4 +32,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whether readiness needs the MQTT connection.
     pub mqtt_required: bool,
+    /// Ends long-lived responses (SSE) so graceful shutdown does not wait on them forever.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -337,6 +337,7 @@ async fn alarm_stream(
     let metrics = state.metrics.clone();
     metrics.sse_clients.inc();
     let guard = SseClientGuard(metrics);
+    let shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(state.alarm_stream.subscribe()).filter_map(move |item| {
         let _alive = &guard;
         match item {
@@ -352,6 +353,8 @@ async fn alarm_stream(
                 .data(json!({ "missed": missed }).to_string()))),
         }
     });
+    let stream =
+        futures::StreamExt::take_until(stream, async move { shutdown.cancelled_owned().await });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
