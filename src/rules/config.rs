@@ -460,12 +460,12 @@ fn validate_profile(name: &str, profile: &Profile, problems: &mut Vec<String>) {
             ));
         }
         match (point.kind, point.range) {
-            (PointKind::Number, Some([min, max])) => {
-                if !min.is_finite() || !max.is_finite() || min >= max {
-                    problems.push(format!(
-                        "{at}: range [{min}, {max}] must be finite with min below max"
-                    ));
-                }
+            (PointKind::Number, Some([min, max]))
+                if !min.is_finite() || !max.is_finite() || min >= max =>
+            {
+                problems.push(format!(
+                    "{at}: range [{min}, {max}] must be finite with min below max"
+                ));
             }
             (PointKind::Bool, Some(_)) => {
                 problems.push(format!("{at}: a bool point has no range"));
