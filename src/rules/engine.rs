@@ -620,14 +620,17 @@ impl Point {
         }
     }
 
-    /// Keeps the live state of the same point of the device's previous registration.
-    fn carry_over(&mut self, mut old: Point) {
-        self.range_fault = old.range_fault;
+    /// Takes over the live state of the same point of the device's previous registration;
+    /// what cannot be taken over stays in `old` for [`Point::retire`].
+    fn carry_over(&mut self, old: &mut Point) {
         self.last_value = old.last_value;
-        if let (Some(new), Some(old)) = (&mut self.stuck, old.stuck) {
-            new.value = old.value;
-            new.since = old.since;
-            new.active = old.active;
+        if self.range.is_some() {
+            self.range_fault = std::mem::take(&mut old.range_fault);
+        }
+        if let (Some(new), Some(previous)) = (&mut self.stuck, &mut old.stuck) {
+            new.value = previous.value;
+            new.since = previous.since;
+            new.active = std::mem::take(&mut previous.active);
         }
         for rule in &mut self.rules {
             if let Some(previous) = old.rules.iter_mut().find(|r| r.id == rule.id) {
@@ -637,6 +640,44 @@ impl Point {
                     rule.last_rate = previous.last_rate;
                 }
             }
+        }
+    }
+
+    /// Clears every condition still active on a point (or rule) that a re-registration
+    /// removed, so the alarm manager is not left with a condition nobody will ever clear.
+    fn retire(self, now_ms: i64, out: &mut Vec<ConditionChange>) {
+        const MESSAGE: &str = "no longer configured for this device (normal)";
+        if self.range_fault {
+            out.push(self.fault_change(
+                self.range_rule.clone(),
+                None,
+                None,
+                None,
+                now_ms,
+                MESSAGE.into(),
+            ));
+        }
+        if let Some(stuck) = self.stuck.as_ref().filter(|s| s.active) {
+            out.push(self.fault_change(
+                stuck.rule.clone(),
+                None,
+                None,
+                None,
+                now_ms,
+                MESSAGE.into(),
+            ));
+        }
+        for rule in self.rules.iter().filter(|r| r.gate.active.is_some()) {
+            out.push(ConditionChange {
+                sensor: self.sensor.clone(),
+                rule: rule.id.clone(),
+                class: rule.class,
+                severity: None,
+                value: None,
+                threshold: None,
+                reading_ts_ms: now_ms,
+                message: MESSAGE.into(),
+            });
         }
     }
 }
@@ -735,12 +776,41 @@ impl RuleEngine {
     /// reading is judged with the new numbers) and of the device (stale, offline). Overrides
     /// naming an unknown rule, or making a rule invalid, are logged and ignored: the gateway
     /// config checks them first with [`ProfileSet::validate_overrides`].
+    ///
+    /// A re-registration that removes a rule with an active condition loses that condition's
+    /// clearing change here; [`RuleEngine::register_device_emitting`] returns it.
     pub fn register_device(
         &mut self,
         key: &DeviceKey,
         profile: &str,
         overrides: &BTreeMap<String, RuleOverride>,
         now: Instant,
+    ) -> Result<(), UnknownProfile> {
+        let mut dropped = Vec::new();
+        self.register_device_emitting(
+            key,
+            profile,
+            overrides,
+            now,
+            crate::model::now_ms(),
+            &mut dropped,
+        )?;
+        if !dropped.is_empty() {
+            tracing::warn!(device = %key, conditions = dropped.len(), "re-registration removed active conditions");
+        }
+        Ok(())
+    }
+
+    /// [`RuleEngine::register_device`], and a clearing change (`now_ms`) for every active
+    /// condition whose rule or point the new profile/overrides no longer have.
+    pub fn register_device_emitting(
+        &mut self,
+        key: &DeviceKey,
+        profile: &str,
+        overrides: &BTreeMap<String, RuleOverride>,
+        now: Instant,
+        now_ms: i64,
+        out: &mut Vec<ConditionChange>,
     ) -> Result<(), UnknownProfile> {
         let profiles = Arc::clone(&self.profiles);
         let spec = profiles
@@ -768,22 +838,23 @@ impl RuleEngine {
         let mut fresh = Device::new(key, profile, spec, &usable, now);
         // Remember what was asked for, so an identical re-registration is a no-op.
         fresh.overrides = overrides.clone();
-        match existing {
-            Some(i) => {
-                if let Some(slot) = self.devices.get_mut(i) {
-                    let old = std::mem::replace(slot, fresh);
-                    slot.last_heard = old.last_heard;
-                    slot.stale = old.stale;
-                    slot.offline = old.offline;
-                    let mut old_points = old.points;
-                    for point in &mut slot.points {
-                        if let Some(j) = old_points
-                            .iter()
-                            .position(|p| p.sensor.point == point.sensor.point)
-                        {
-                            point.carry_over(old_points.swap_remove(j));
-                        }
+        match existing.and_then(|i| self.devices.get_mut(i)) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, fresh);
+                slot.last_heard = old.last_heard;
+                slot.stale = old.stale;
+                slot.offline = old.offline;
+                let mut old_points = old.points;
+                for point in &mut slot.points {
+                    if let Some(previous) = old_points
+                        .iter_mut()
+                        .find(|p| p.sensor.point == point.sensor.point)
+                    {
+                        point.carry_over(previous);
                     }
+                }
+                for previous in old_points {
+                    previous.retire(now_ms, out);
                 }
             }
             None => {
@@ -1649,6 +1720,67 @@ on_delay = "5m"
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].severity, A);
         assert_eq!(engine.device_count(), 1);
+    }
+
+    #[test]
+    fn re_registering_without_a_rule_clears_its_active_condition() {
+        let (mut engine, key, start) = engine_with("heat_detector");
+        let mut out = Vec::new();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(58.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        engine.on_reading(
+            &reading("temp_c", Value::Number(999.0), BASE_MS + 1),
+            start,
+            &mut out,
+        );
+        out.clear();
+        engine
+            .register_device_emitting(
+                &key,
+                "heat_detector",
+                &overrides_from("overrides.heat_fixed = { enabled = false }"),
+                start,
+                BASE_MS + 5,
+                &mut out,
+            )
+            .expect("registers");
+        let got: Vec<(&str, Option<Severity>)> =
+            out.iter().map(|c| (&*c.rule, c.severity)).collect();
+        assert_eq!(
+            got,
+            vec![("heat_fixed", N)],
+            "the range fault is carried over"
+        );
+        assert_eq!(out[0].class, AlarmClass::Fire);
+        assert!(engine.condition_active(&SensorId::new("s1", "d1", "temp_c"), "temp_c_range"));
+        out.clear();
+        engine
+            .register_device_emitting(
+                &key,
+                "server_room",
+                &BTreeMap::new(),
+                start,
+                BASE_MS,
+                &mut out,
+            )
+            .expect("registers");
+        assert!(out.is_empty(), "temp_c keeps its range fault: {out:?}");
+        engine
+            .register_device_emitting(
+                &key,
+                "smoke_detector",
+                &BTreeMap::new(),
+                start,
+                BASE_MS,
+                &mut out,
+            )
+            .expect("registers");
+        let got: Vec<(&str, Option<Severity>)> =
+            out.iter().map(|c| (&*c.rule, c.severity)).collect();
+        assert_eq!(got, vec![("temp_c_range", N)]);
     }
 
     #[test]
