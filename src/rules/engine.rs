@@ -53,6 +53,9 @@ pub struct EngineStats {
     pub readings_out_of_range: u64,
 }
 
+/// The rule state of every registered device. Owned by one task (the pipeline), which calls it
+/// in reading order per sensor. `condition_active` equals the last severity emitted for the
+/// (sensor, rule), so a consumer of the change stream can track it without sharing the engine.
 pub struct RuleEngine {
     profiles: Arc<ProfileSet>,
     /// school → device → index into `devices`; nested so a reading is found by `&str` without
@@ -74,7 +77,7 @@ struct Device {
     last_heard: Instant,
     stale: bool,
     offline: bool,
-    /// In profile order; `point_index` finds them by name.
+    /// In point-name order (deterministic ticks); `point_index` finds them by name.
     points: Vec<Point>,
     point_index: HashMap<Arc<str>, usize>,
 }
@@ -634,7 +637,16 @@ impl Point {
         }
         for rule in &mut self.rules {
             if let Some(previous) = old.rules.iter_mut().find(|r| r.id == rule.id) {
-                rule.gate = std::mem::take(&mut previous.gate);
+                let gate = std::mem::take(&mut previous.gate);
+                rule.gate = if rule.check == previous.check {
+                    gate
+                } else {
+                    // New numbers: keep what was emitted, restart the delay timers.
+                    Gate {
+                        active: gate.active,
+                        ..Gate::default()
+                    }
+                };
                 if std::mem::discriminant(&rule.check) == std::mem::discriminant(&previous.check) {
                     std::mem::swap(&mut rule.samples, &mut previous.samples);
                     rule.last_rate = previous.last_rate;
