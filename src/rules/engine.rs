@@ -1409,6 +1409,18 @@ on_delay = "5m"
                 expected: vec![(560.0, "door", A), (600.0, "door", N)],
             },
             Case {
+                name: "a 0/1 number on a bool point is read as a boolean",
+                profiles: test,
+                profile: "door",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("door_open", 1.0)),
+                    (300.0, Num("door_open", 1.0)),
+                    (310.0, Num("door_open", 0.0)),
+                ],
+                expected: vec![(300.0, "door", A), (310.0, "door", N)],
+            },
+            Case {
                 name: "smoke true raises fire at once",
                 profiles: None,
                 profile: "smoke_detector",
