@@ -423,6 +423,28 @@ impl ProfileSet {
         self.profiles.values().map(|p| p.rules.len()).sum()
     }
 
+    /// Applies a site's overrides to a profile's default rules (per-profile thresholds, e.g. a
+    /// school lab lowering `lel_high` for every cabinet). Every override is checked first; if
+    /// any is invalid nothing is applied and all problems are returned.
+    pub fn override_profile(
+        &mut self,
+        profile: &str,
+        overrides: &BTreeMap<String, RuleOverride>,
+    ) -> Result<(), Vec<String>> {
+        let problems = self.validate_overrides(profile, overrides);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if let Some(p) = self.profiles.get_mut(profile) {
+            for rule in &mut p.rules {
+                if let Some(ov) = overrides.get(&rule.id) {
+                    *rule = rule.with_override(ov);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// [`ProfileSet::validate_override`] for every override of a device; all problems.
     pub fn validate_overrides(
         &self,
@@ -465,12 +487,12 @@ fn validate_profile(name: &str, profile: &Profile, problems: &mut Vec<String>) {
             ));
         }
         match (point.kind, point.range) {
-            (PointKind::Number, Some([min, max])) => {
-                if !min.is_finite() || !max.is_finite() || min >= max {
-                    problems.push(format!(
-                        "{at}: range [{min}, {max}] must be finite with min below max"
-                    ));
-                }
+            (PointKind::Number, Some([min, max]))
+                if !min.is_finite() || !max.is_finite() || min >= max =>
+            {
+                problems.push(format!(
+                    "{at}: range [{min}, {max}] must be finite with min below max"
+                ));
             }
             (PointKind::Bool, Some(_)) => {
                 problems.push(format!("{at}: a bool point has no range"));
@@ -623,107 +645,17 @@ mod tests {
         );
     }
 
-    /// One broken profiles text, and every problem `validate` must report for it.
-    const BROKEN_PROFILES: &str = r#"
-[profiles.broken]
-label = "坏"
-label_en = "Broken"
-stale_after = "0s"
-
-[profiles.broken.points.temp_c]
-kind = "number"
-range = [50.0, 10.0]
-
-[profiles.broken.points.door]
-kind = "bool"
-range = [0.0, 1.0]
-stuck_after = "1h"
-
-[profiles.broken.points.status]
-kind = "number"
-
-[[profiles.broken.rules]]
-id = "hot"
-kind = "high"
-point = "temp_c"
-class = "supervisory"
-warning = 40.0
-alarm = 30.0
-deadband = -1.0
-
-[[profiles.broken.rules]]
-id = "cold"
-kind = "low"
-point = "temp_c"
-class = "supervisory"
-warning = 5.0
-alarm = 8.0
-
-[[profiles.broken.rules]]
-id = "hot"
-kind = "high"
-point = "humidity"
-class = "supervisory"
-
-[[profiles.broken.rules]]
-id = "door_as_number"
-kind = "high"
-point = "door"
-class = "supervisory"
-alarm = 1.0
-
-[[profiles.broken.rules]]
-id = "temp_as_state"
-kind = "state"
-point = "temp_c"
-class = "supervisory"
-alarm = 3.0
-
-[[profiles.broken.rules]]
-id = "ror"
-kind = "rate_of_rise"
-point = "temp_c"
-class = "fire"
-
-[[profiles.broken.rules]]
-id = "stale"
-kind = "state"
-point = "door"
-class = "fault"
-active_when = true
-"#;
-
     #[test]
     fn validation_reports_every_problem_of_a_broken_profile_naming_profile_and_rule() {
-        let set = ProfileSet::from_toml(BROKEN_PROFILES).expect("broken profile still parses");
+        let text = include_str!("testdata/broken_profiles.toml");
+        let expected = include_str!("testdata/broken_profiles.expected");
+        let set = ProfileSet::from_toml(text).expect("broken profile still parses");
         let problems = set.validate();
-        let expected = [
-            "profile `broken`: stale_after must be positive (leave it out to disable)",
-            "profile `broken`, point `door`: a bool point has no range",
-            "profile `broken`, point `door`: stuck_after applies to number points only",
-            "profile `broken`, point `status`: `status` is reserved for device faults",
-            "profile `broken`, point `temp_c`: range [50, 10] must be finite with min below max",
-            "profile `broken`, rule `hot`: warning (40) must be below alarm (30) in a high rule",
-            "profile `broken`, rule `hot`: deadband (-1) must be zero or positive",
-            "profile `broken`, rule `cold`: warning (5) must be above alarm (8) in a low rule",
-            "profile `broken`, rule `hot`: duplicate rule id",
-            "profile `broken`, rule `hot`: unknown point `humidity` (points: door, status, temp_c)",
-            "profile `broken`, rule `hot`: has no level: set `warning`, `alarm` or both",
-            "profile `broken`, rule `door_as_number`: a high rule cannot watch bool point `door`",
-            "profile `broken`, rule `temp_as_state`: a state rule cannot watch number point `temp_c`",
-            "profile `broken`, rule `temp_as_state`: `alarm` does not apply to a state rule",
-            "profile `broken`, rule `temp_as_state`: state rule needs `active_when = true|false`",
-            "profile `broken`, rule `ror`: rate_of_rise rule needs `per_minute`",
-            "profile `broken`, rule `ror`: rate_of_rise rule needs `window`",
-            "profile `broken`, rule `stale`: id is reserved for a built-in fault condition",
-        ];
-        for want in expected {
-            assert!(
-                problems.iter().any(|p| p == want),
-                "missing problem {want:?}; got {problems:#?}"
-            );
-        }
-        assert_eq!(problems.len(), expected.len(), "got {problems:#?}");
+        let expected: Vec<&str> = expected.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            problems, expected,
+            "golden file testdata/broken_profiles.expected"
+        );
     }
 
     #[test]
@@ -796,6 +728,49 @@ active_when = true
                 .expect_err("override is invalid");
             assert!(error.contains(want), "{profile}/{rule}: {error}");
         }
+    }
+
+    #[test]
+    fn a_site_override_of_a_profile_changes_its_rules_or_nothing_at_all() {
+        let mut set = ProfileSet::builtin();
+        let lowered = BTreeMap::from([(
+            "lel_high".to_string(),
+            RuleOverride {
+                warning: Some(5.0),
+                alarm: Some(15.0),
+                ..RuleOverride::default()
+            },
+        )]);
+        set.override_profile("chem_cabinet", &lowered)
+            .expect("valid override");
+        let rule = |set: &ProfileSet| {
+            set.profile("chem_cabinet")
+                .and_then(|p| p.rules.iter().find(|r| r.id == "lel_high"))
+                .map(|r| (r.warning, r.alarm))
+        };
+        assert_eq!(rule(&set), Some((Some(5.0), Some(15.0))));
+        assert!(set.validate().is_empty());
+
+        let mut broken = lowered.clone();
+        broken.insert(
+            "no_such_rule".to_string(),
+            RuleOverride {
+                alarm: Some(1.0),
+                ..RuleOverride::default()
+            },
+        );
+        broken.insert(
+            "lel_high".to_string(),
+            RuleOverride {
+                warning: Some(30.0),
+                ..RuleOverride::default()
+            },
+        );
+        let problems = set
+            .override_profile("chem_cabinet", &broken)
+            .expect_err("invalid overrides");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert_eq!(rule(&set), Some((Some(5.0), Some(15.0))), "nothing applied");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct EngineStats {
     pub readings_out_of_range: u64,
 }
 
+/// The rule state of every registered device. Owned by one task (the pipeline), which calls it
+/// in reading order per sensor. `condition_active` equals the last severity emitted for the
+/// (sensor, rule), so a consumer of the change stream can track it without sharing the engine.
 pub struct RuleEngine {
     profiles: Arc<ProfileSet>,
     /// school → device → index into `devices`; nested so a reading is found by `&str` without
@@ -74,7 +77,7 @@ struct Device {
     last_heard: Instant,
     stale: bool,
     offline: bool,
-    /// In profile order; `point_index` finds them by name.
+    /// In point-name order (deterministic ticks); `point_index` finds them by name.
     points: Vec<Point>,
     point_index: HashMap<Arc<str>, usize>,
 }
@@ -620,23 +623,73 @@ impl Point {
         }
     }
 
-    /// Keeps the live state of the same point of the device's previous registration.
-    fn carry_over(&mut self, mut old: Point) {
-        self.range_fault = old.range_fault;
+    /// Takes over the live state of the same point of the device's previous registration;
+    /// what cannot be taken over stays in `old` for [`Point::retire`].
+    fn carry_over(&mut self, old: &mut Point) {
         self.last_value = old.last_value;
-        if let (Some(new), Some(old)) = (&mut self.stuck, old.stuck) {
-            new.value = old.value;
-            new.since = old.since;
-            new.active = old.active;
+        if self.range.is_some() {
+            self.range_fault = std::mem::take(&mut old.range_fault);
+        }
+        if let (Some(new), Some(previous)) = (&mut self.stuck, &mut old.stuck) {
+            new.value = previous.value;
+            new.since = previous.since;
+            new.active = std::mem::take(&mut previous.active);
         }
         for rule in &mut self.rules {
             if let Some(previous) = old.rules.iter_mut().find(|r| r.id == rule.id) {
-                rule.gate = std::mem::take(&mut previous.gate);
+                let gate = std::mem::take(&mut previous.gate);
+                rule.gate = if rule.check == previous.check {
+                    gate
+                } else {
+                    // New numbers: keep what was emitted, restart the delay timers.
+                    Gate {
+                        active: gate.active,
+                        ..Gate::default()
+                    }
+                };
                 if std::mem::discriminant(&rule.check) == std::mem::discriminant(&previous.check) {
                     std::mem::swap(&mut rule.samples, &mut previous.samples);
                     rule.last_rate = previous.last_rate;
                 }
             }
+        }
+    }
+
+    /// Clears every condition still active on a point (or rule) that a re-registration
+    /// removed, so the alarm manager is not left with a condition nobody will ever clear.
+    fn retire(self, now_ms: i64, out: &mut Vec<ConditionChange>) {
+        const MESSAGE: &str = "no longer configured for this device (normal)";
+        if self.range_fault {
+            out.push(self.fault_change(
+                self.range_rule.clone(),
+                None,
+                None,
+                None,
+                now_ms,
+                MESSAGE.into(),
+            ));
+        }
+        if let Some(stuck) = self.stuck.as_ref().filter(|s| s.active) {
+            out.push(self.fault_change(
+                stuck.rule.clone(),
+                None,
+                None,
+                None,
+                now_ms,
+                MESSAGE.into(),
+            ));
+        }
+        for rule in self.rules.iter().filter(|r| r.gate.active.is_some()) {
+            out.push(ConditionChange {
+                sensor: self.sensor.clone(),
+                rule: rule.id.clone(),
+                class: rule.class,
+                severity: None,
+                value: None,
+                threshold: None,
+                reading_ts_ms: now_ms,
+                message: MESSAGE.into(),
+            });
         }
     }
 }
@@ -735,12 +788,41 @@ impl RuleEngine {
     /// reading is judged with the new numbers) and of the device (stale, offline). Overrides
     /// naming an unknown rule, or making a rule invalid, are logged and ignored: the gateway
     /// config checks them first with [`ProfileSet::validate_overrides`].
+    ///
+    /// A re-registration that removes a rule with an active condition loses that condition's
+    /// clearing change here; [`RuleEngine::register_device_emitting`] returns it.
     pub fn register_device(
         &mut self,
         key: &DeviceKey,
         profile: &str,
         overrides: &BTreeMap<String, RuleOverride>,
         now: Instant,
+    ) -> Result<(), UnknownProfile> {
+        let mut dropped = Vec::new();
+        self.register_device_emitting(
+            key,
+            profile,
+            overrides,
+            now,
+            crate::model::now_ms(),
+            &mut dropped,
+        )?;
+        if !dropped.is_empty() {
+            tracing::warn!(device = %key, conditions = dropped.len(), "re-registration removed active conditions");
+        }
+        Ok(())
+    }
+
+    /// [`RuleEngine::register_device`], and a clearing change (`now_ms`) for every active
+    /// condition whose rule or point the new profile/overrides no longer have.
+    pub fn register_device_emitting(
+        &mut self,
+        key: &DeviceKey,
+        profile: &str,
+        overrides: &BTreeMap<String, RuleOverride>,
+        now: Instant,
+        now_ms: i64,
+        out: &mut Vec<ConditionChange>,
     ) -> Result<(), UnknownProfile> {
         let profiles = Arc::clone(&self.profiles);
         let spec = profiles
@@ -768,22 +850,23 @@ impl RuleEngine {
         let mut fresh = Device::new(key, profile, spec, &usable, now);
         // Remember what was asked for, so an identical re-registration is a no-op.
         fresh.overrides = overrides.clone();
-        match existing {
-            Some(i) => {
-                if let Some(slot) = self.devices.get_mut(i) {
-                    let old = std::mem::replace(slot, fresh);
-                    slot.last_heard = old.last_heard;
-                    slot.stale = old.stale;
-                    slot.offline = old.offline;
-                    let mut old_points = old.points;
-                    for point in &mut slot.points {
-                        if let Some(j) = old_points
-                            .iter()
-                            .position(|p| p.sensor.point == point.sensor.point)
-                        {
-                            point.carry_over(old_points.swap_remove(j));
-                        }
+        match existing.and_then(|i| self.devices.get_mut(i)) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, fresh);
+                slot.last_heard = old.last_heard;
+                slot.stale = old.stale;
+                slot.offline = old.offline;
+                let mut old_points = old.points;
+                for point in &mut slot.points {
+                    if let Some(previous) = old_points
+                        .iter_mut()
+                        .find(|p| p.sensor.point == point.sensor.point)
+                    {
+                        point.carry_over(previous);
                     }
+                }
+                for previous in old_points {
+                    previous.retire(now_ms, out);
                 }
             }
             None => {
@@ -995,5 +1078,821 @@ impl RuleEngine {
             .rules
             .iter()
             .any(|r| *r.id == *rule && r.gate.active.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Quality, Source};
+
+    const W: Option<Severity> = Some(Severity::Warning);
+    const A: Option<Severity> = Some(Severity::Alarm);
+    const N: Option<Severity> = None;
+    /// Device time of offset zero (2025-11-28T03:20:00Z).
+    const BASE_MS: i64 = 1_764_300_000_000;
+
+    /// Profiles for the generic rule cases; the device-specific cases use the built-in set.
+    const TEST_PROFILES: &str = r#"
+[profiles.two_level]
+stale_after = "100s"
+[profiles.two_level.points.temp_c]
+kind = "number"
+range = [-40.0, 200.0]
+stuck_after = "1h"
+[[profiles.two_level.rules]]
+id = "hot"
+kind = "high"
+point = "temp_c"
+class = "supervisory"
+warning = 30.0
+alarm = 40.0
+deadband = 2.0
+[[profiles.two_level.rules]]
+id = "cold"
+kind = "low"
+point = "temp_c"
+class = "supervisory"
+warning = 5.0
+alarm = 0.0
+deadband = 1.0
+
+[profiles.delayed.points.temp_c]
+kind = "number"
+[[profiles.delayed.rules]]
+id = "hot"
+kind = "high"
+point = "temp_c"
+class = "supervisory"
+alarm = 30.0
+deadband = 1.0
+on_delay = "60s"
+off_delay = "120s"
+
+[profiles.door.points.door_open]
+kind = "bool"
+[[profiles.door.rules]]
+id = "door"
+kind = "state"
+point = "door_open"
+class = "supervisory"
+active_when = true
+on_delay = "5m"
+"#;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Input {
+        Num(&'static str, f64),
+        Bool(&'static str, bool),
+        Status(bool),
+        Tick,
+    }
+    use Input::{Bool, Num, Status, Tick};
+
+    struct Case {
+        name: &'static str,
+        /// `None`: the built-in profiles.
+        profiles: Option<&'static str>,
+        profile: &'static str,
+        /// The device's `overrides` table as in the gateway config (TOML), or "".
+        overrides: &'static str,
+        /// (seconds after registration, input)
+        steps: Vec<(f64, Input)>,
+        /// (seconds, rule, severity) of every change, in order.
+        expected: Vec<(f64, &'static str, Option<Severity>)>,
+    }
+
+    fn reading(point: &str, value: Value, ts_ms: i64) -> Reading {
+        Reading {
+            sensor: SensorId::new("s1", "d1", point),
+            ts_ms,
+            value,
+            quality: Quality::Good,
+            source: Source::Mqtt,
+        }
+    }
+
+    fn overrides_from(text: &str) -> BTreeMap<String, RuleOverride> {
+        #[derive(serde::Deserialize)]
+        struct Device {
+            #[serde(default)]
+            overrides: BTreeMap<String, RuleOverride>,
+        }
+        toml::from_str::<Device>(text)
+            .expect("overrides parse")
+            .overrides
+    }
+
+    /// Runs a case and returns every change with the time offset of the input that caused it.
+    fn run(case: &Case) -> Vec<(f64, ConditionChange)> {
+        let profiles = match case.profiles {
+            Some(text) => ProfileSet::from_toml(text).expect("test profiles parse"),
+            None => ProfileSet::builtin(),
+        };
+        assert_eq!(profiles.validate(), Vec::<String>::new(), "{}", case.name);
+        let mut engine = RuleEngine::new(Arc::new(profiles));
+        let key = DeviceKey::new("s1", "d1");
+        let start = Instant::now();
+        engine
+            .register_device(&key, case.profile, &overrides_from(case.overrides), start)
+            .expect("profile exists");
+        let mut changes = Vec::new();
+        let mut out = Vec::new();
+        for &(at, input) in &case.steps {
+            let now = start + Duration::from_secs_f64(at);
+            let now_ms = BASE_MS + (at * 1000.0) as i64;
+            match input {
+                Num(point, v) => {
+                    engine.on_reading(&reading(point, Value::Number(v), now_ms), now, &mut out)
+                }
+                Bool(point, b) => {
+                    engine.on_reading(&reading(point, Value::Bool(b), now_ms), now, &mut out)
+                }
+                Status(online) => engine.on_status(&key, online, now, now_ms, &mut out),
+                Tick => engine.on_tick(now, now_ms, &mut out),
+            }
+            changes.extend(out.drain(..).map(|c| (at, c)));
+        }
+        changes
+    }
+
+    fn check(case: &Case) {
+        let changes = run(case);
+        let got: Vec<(f64, &str, Option<Severity>)> = changes
+            .iter()
+            .map(|(at, c)| (*at, &*c.rule, c.severity))
+            .collect();
+        assert_eq!(got, case.expected, "case: {}", case.name);
+        // Never the same severity twice in a row for one (sensor, rule).
+        let mut last: HashMap<(String, String), Option<Severity>> = HashMap::new();
+        for (_, c) in &changes {
+            let key = (c.sensor.to_string(), c.rule.to_string());
+            let previous = last.insert(key, c.severity).unwrap_or(None);
+            assert_ne!(previous, c.severity, "case {}: repeated {c:?}", case.name);
+        }
+    }
+
+    /// A reading every `step` seconds from `from` to `to` (inclusive), value `f(t)`.
+    fn series(
+        point: &'static str,
+        from: f64,
+        to: f64,
+        step: f64,
+        f: impl Fn(f64) -> f64,
+    ) -> Vec<(f64, Input)> {
+        let mut steps = Vec::new();
+        let mut t = from;
+        while t <= to + 1e-9 {
+            steps.push((t, Num(point, f(t))));
+            t += step;
+        }
+        steps
+    }
+
+    fn cases() -> Vec<Case> {
+        let test = Some(TEST_PROFILES);
+        vec![
+            Case {
+                name: "two-level high rule with deadband does not chatter around the levels",
+                profiles: test,
+                profile: "two_level",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 25.0)),
+                    (1.0, Num("temp_c", 30.0)),
+                    (2.0, Num("temp_c", 29.5)),
+                    (3.0, Num("temp_c", 30.5)),
+                    (4.0, Num("temp_c", 28.1)),
+                    (5.0, Num("temp_c", 27.9)),
+                    (6.0, Num("temp_c", 29.9)),
+                    (7.0, Num("temp_c", 40.0)),
+                    (8.0, Num("temp_c", 38.5)),
+                    (9.0, Num("temp_c", 37.9)),
+                    (10.0, Num("temp_c", 41.0)),
+                    (11.0, Num("temp_c", 27.0)),
+                ],
+                expected: vec![
+                    (1.0, "hot", W),
+                    (5.0, "hot", N),
+                    (7.0, "hot", A),
+                    (9.0, "hot", W),
+                    (10.0, "hot", A),
+                    (11.0, "hot", N),
+                ],
+            },
+            Case {
+                name: "low rule raises warning then alarm and clears only past level plus deadband",
+                profiles: test,
+                profile: "two_level",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 10.0)),
+                    (1.0, Num("temp_c", 5.0)),
+                    (2.0, Num("temp_c", 5.5)),
+                    (3.0, Num("temp_c", 6.1)),
+                    (4.0, Num("temp_c", 0.0)),
+                    (5.0, Num("temp_c", 0.5)),
+                    (6.0, Num("temp_c", 1.5)),
+                    (7.0, Num("temp_c", 6.5)),
+                ],
+                expected: vec![
+                    (1.0, "cold", W),
+                    (3.0, "cold", N),
+                    (4.0, "cold", A),
+                    (6.0, "cold", W),
+                    (7.0, "cold", N),
+                ],
+            },
+            Case {
+                name:
+                    "on-delay raises only after the condition held continuously and a dip resets it",
+                profiles: test,
+                profile: "delayed",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 31.0)),
+                    (30.0, Num("temp_c", 31.0)),
+                    (40.0, Num("temp_c", 29.0)),
+                    (50.0, Num("temp_c", 31.0)),
+                    (100.0, Num("temp_c", 31.0)),
+                    (110.0, Num("temp_c", 31.0)),
+                    (120.0, Num("temp_c", 32.0)),
+                ],
+                expected: vec![(110.0, "hot", A)],
+            },
+            Case {
+                name:
+                    "on-delay that runs out is raised by a tick while the last value still violates",
+                profiles: test,
+                profile: "delayed",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 31.0)),
+                    (30.0, Tick),
+                    (60.0, Tick),
+                    (61.0, Tick),
+                    (70.0, Num("temp_c", 31.0)),
+                ],
+                expected: vec![(60.0, "hot", A)],
+            },
+            Case {
+                name: "a tick does not raise once the last value went back to normal",
+                profiles: test,
+                profile: "delayed",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 31.0)),
+                    (30.0, Num("temp_c", 20.0)),
+                    (60.0, Tick),
+                    (600.0, Tick),
+                ],
+                expected: vec![],
+            },
+            Case {
+                name: "off-delay clears only on a reading after the delay and silence never clears",
+                profiles: test,
+                profile: "delayed",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 31.0)),
+                    (60.0, Tick),
+                    (70.0, Num("temp_c", 28.0)),
+                    (150.0, Num("temp_c", 28.0)),
+                    (300.0, Tick),
+                    (1000.0, Tick),
+                    (1010.0, Num("temp_c", 28.0)),
+                ],
+                expected: vec![(60.0, "hot", A), (1010.0, "hot", N)],
+            },
+            Case {
+                name: "a value back above the level restarts the off-delay",
+                profiles: test,
+                profile: "delayed",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 31.0)),
+                    (60.0, Num("temp_c", 31.0)),
+                    (70.0, Num("temp_c", 28.0)),
+                    (100.0, Num("temp_c", 31.0)),
+                    (120.0, Num("temp_c", 28.0)),
+                    (200.0, Num("temp_c", 28.0)),
+                    (240.0, Num("temp_c", 28.0)),
+                ],
+                expected: vec![(60.0, "hot", A), (240.0, "hot", N)],
+            },
+            Case {
+                name: "rate of rise of 8.3 °C/min raises fire and a slower rise clears it",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: [
+                    series("temp_c", 0.0, 60.0, 10.0, |t| 20.0 + 0.15 * t),
+                    series("temp_c", 70.0, 120.0, 10.0, |_| 29.0),
+                ]
+                .concat(),
+                // 9 °C/min once 30 s are covered; at 70 s the last minute rose 7.5 °C.
+                expected: vec![
+                    (30.0, "heat_rate_of_rise", A),
+                    (70.0, "heat_rate_of_rise", N),
+                ],
+            },
+            Case {
+                name: "a steady rise of 6 °C/min does not raise rate of rise",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: series("temp_c", 0.0, 240.0, 5.0, |t| 20.0 + 0.1 * t),
+                expected: vec![],
+            },
+            Case {
+                name: "rate of rise is judged only once the samples span half the window",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 20.0)),
+                    (10.0, Num("temp_c", 30.0)),
+                    (20.0, Num("temp_c", 30.0)),
+                    (30.0, Num("temp_c", 30.0)),
+                ],
+                expected: vec![(30.0, "heat_rate_of_rise", A)],
+            },
+            Case {
+                name: "fixed heat 57 °C raises fire with warning at 50 °C",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 49.0)),
+                    (60.0, Num("temp_c", 50.0)),
+                    (120.0, Num("temp_c", 57.0)),
+                    (180.0, Num("temp_c", 56.0)),
+                    (240.0, Num("temp_c", 54.9)),
+                ],
+                expected: vec![
+                    (60.0, "heat_fixed", W),
+                    (120.0, "heat_fixed", A),
+                    (240.0, "heat_fixed", W),
+                ],
+            },
+            Case {
+                name: "door open for 5 min raises and a close in between resets the timer",
+                profiles: test,
+                profile: "door",
+                overrides: "",
+                steps: vec![
+                    (0.0, Bool("door_open", true)),
+                    (200.0, Tick),
+                    (250.0, Bool("door_open", false)),
+                    (260.0, Bool("door_open", true)),
+                    (500.0, Tick),
+                    (560.0, Tick),
+                    (570.0, Bool("door_open", true)),
+                    (600.0, Bool("door_open", false)),
+                ],
+                expected: vec![(560.0, "door", A), (600.0, "door", N)],
+            },
+            Case {
+                name: "a 0/1 number on a bool point is read as a boolean",
+                profiles: test,
+                profile: "door",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("door_open", 1.0)),
+                    (300.0, Num("door_open", 1.0)),
+                    (310.0, Num("door_open", 0.0)),
+                ],
+                expected: vec![(300.0, "door", A), (310.0, "door", N)],
+            },
+            Case {
+                name: "smoke true raises fire at once",
+                profiles: None,
+                profile: "smoke_detector",
+                overrides: "",
+                steps: vec![
+                    (0.0, Bool("smoke", false)),
+                    (1.0, Bool("smoke", true)),
+                    (2.0, Bool("smoke", true)),
+                    (3.0, Bool("smoke", false)),
+                ],
+                expected: vec![(1.0, "smoke", A), (3.0, "smoke", N)],
+            },
+            Case {
+                name: "a smoke detector silent for 100 s goes stale and its next reading clears it",
+                profiles: None,
+                profile: "smoke_detector",
+                overrides: "",
+                steps: vec![
+                    (0.0, Bool("smoke", false)),
+                    (50.0, Tick),
+                    (99.0, Tick),
+                    (100.0, Tick),
+                    (150.0, Tick),
+                    (160.0, Num("battery_pct", 90.0)),
+                    (200.0, Tick),
+                ],
+                expected: vec![(100.0, "stale", A), (160.0, "stale", N)],
+            },
+            Case {
+                name: "a device never heard goes stale counted from its registration",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: vec![(99.0, Tick), (100.0, Tick)],
+                expected: vec![(100.0, "stale", A)],
+            },
+            Case {
+                name: "offline raises a fault once and online clears it",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: vec![
+                    (0.0, Status(false)),
+                    (1.0, Status(false)),
+                    (200.0, Tick),
+                    (300.0, Status(true)),
+                    (301.0, Status(true)),
+                ],
+                expected: vec![(0.0, "offline", A), (300.0, "offline", N)],
+            },
+            Case {
+                name: "an out-of-range value is a sensor fault and never a fire",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 25.0)),
+                    (10.0, Num("temp_c", 999.0)),
+                    (20.0, Num("temp_c", -273.0)),
+                    (30.0, Num("temp_c", 25.0)),
+                ],
+                expected: vec![(10.0, "temp_c_range", A), (30.0, "temp_c_range", N)],
+            },
+            Case {
+                name: "a device override changes the threshold",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "overrides.heat_fixed = { warning = 40.0, alarm = 45.0 }",
+                steps: vec![
+                    (0.0, Num("temp_c", 25.0)),
+                    (100.0, Num("temp_c", 41.0)),
+                    (200.0, Num("temp_c", 46.0)),
+                ],
+                expected: vec![(100.0, "heat_fixed", W), (200.0, "heat_fixed", A)],
+            },
+            Case {
+                name: "enabled = false switches a rule off and leaves the others",
+                profiles: None,
+                profile: "heat_detector",
+                overrides: "overrides.heat_rate_of_rise = { enabled = false }",
+                steps: series("temp_c", 0.0, 40.0, 10.0, |t| 20.0 + t),
+                expected: vec![(30.0, "heat_fixed", W), (40.0, "heat_fixed", A)],
+            },
+            Case {
+                name: "a value unchanged for stuck_after is a stuck-sensor fault",
+                profiles: test,
+                profile: "two_level",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("temp_c", 20.0)),
+                    (1800.0, Num("temp_c", 20.0)),
+                    (3600.0, Num("temp_c", 20.0)),
+                    (3660.0, Num("temp_c", 20.0)),
+                    (3700.0, Num("temp_c", 20.5)),
+                ],
+                expected: vec![(3600.0, "temp_c_stuck", A), (3700.0, "temp_c_stuck", N)],
+            },
+            Case {
+                name: "chem cabinet fan off for a minute raises ventilation supervisory",
+                profiles: None,
+                profile: "chem_cabinet",
+                overrides: "",
+                steps: vec![
+                    (0.0, Bool("fan_on", false)),
+                    (30.0, Bool("fan_on", true)),
+                    (40.0, Bool("fan_on", false)),
+                    (100.0, Tick),
+                    (130.0, Bool("fan_on", true)),
+                ],
+                expected: vec![(100.0, "fan_off", A), (130.0, "fan_off", N)],
+            },
+            Case {
+                name: "flammable gas raises warning at 10 %LEL and alarm at 25 %LEL",
+                profiles: None,
+                profile: "chem_cabinet",
+                overrides: "",
+                steps: vec![
+                    (0.0, Num("lel_pct", 0.0)),
+                    (10.0, Num("lel_pct", 10.0)),
+                    (20.0, Num("lel_pct", 26.0)),
+                    (30.0, Num("lel_pct", 7.0)),
+                ],
+                expected: vec![
+                    (10.0, "lel_high", W),
+                    (20.0, "lel_high", A),
+                    (30.0, "lel_high", N),
+                ],
+            },
+        ]
+    }
+
+    #[test]
+    fn rule_cases_produce_exactly_the_expected_changes() {
+        for case in cases() {
+            check(&case);
+        }
+    }
+
+    #[test]
+    fn a_fire_change_carries_class_threshold_value_timestamp_and_message() {
+        let case = Case {
+            name: "fire change fields",
+            profiles: None,
+            profile: "heat_detector",
+            overrides: "",
+            steps: vec![(0.0, Num("temp_c", 61.2))],
+            expected: vec![],
+        };
+        let changes = run(&case);
+        let (_, fire) = changes
+            .iter()
+            .find(|(_, c)| &*c.rule == "heat_fixed")
+            .expect("fire raised");
+        assert_eq!(fire.sensor, SensorId::new("s1", "d1", "temp_c"));
+        assert_eq!(fire.class, AlarmClass::Fire);
+        assert_eq!(fire.severity, A);
+        assert_eq!(fire.threshold, Some(57.0));
+        assert_eq!(fire.value, Some(Value::Number(61.2)));
+        assert_eq!(fire.reading_ts_ms, BASE_MS);
+        assert_eq!(fire.message, "temp_c 61.2 ≥ 57 (alarm)");
+    }
+
+    #[test]
+    fn device_faults_are_on_the_status_sensor_with_gateway_time() {
+        let case = Case {
+            name: "status faults",
+            profiles: None,
+            profile: "smoke_detector",
+            overrides: "",
+            steps: vec![(100.0, Tick), (101.0, Status(false))],
+            expected: vec![],
+        };
+        let changes = run(&case);
+        assert_eq!(changes.len(), 2, "{changes:#?}");
+        for (at, c) in &changes {
+            assert_eq!(c.sensor, SensorId::new("s1", "d1", "status"));
+            assert_eq!(c.class, AlarmClass::Fault);
+            assert_eq!(c.value, None);
+            assert_eq!(c.reading_ts_ms, BASE_MS + (*at * 1000.0) as i64);
+        }
+        assert_eq!(&*changes[0].1.rule, "stale");
+        assert_eq!(&*changes[1].1.rule, "offline");
+    }
+
+    #[test]
+    fn an_offline_device_does_not_also_go_stale() {
+        let case = Case {
+            name: "offline suppresses stale",
+            profiles: None,
+            profile: "heat_detector",
+            overrides: "",
+            steps: vec![(0.0, Status(false)), (500.0, Tick)],
+            expected: vec![(0.0, "offline", A)],
+        };
+        check(&case);
+    }
+
+    fn engine_with(profile: &str) -> (RuleEngine, DeviceKey, Instant) {
+        let mut engine = RuleEngine::new(Arc::new(ProfileSet::builtin()));
+        let key = DeviceKey::new("s1", "d1");
+        let start = Instant::now();
+        engine
+            .register_device(&key, profile, &BTreeMap::new(), start)
+            .expect("profile exists");
+        (engine, key, start)
+    }
+
+    #[test]
+    fn check_point_tells_known_unknown_points_and_unregistered_devices() {
+        let (mut engine, key, start) = engine_with("chem_cabinet");
+        assert_eq!(engine.check_point(&key, "voc_ppm"), PointCheck::Known);
+        assert_eq!(
+            engine.check_point(&key, "co2_ppm"),
+            PointCheck::UnknownPoint
+        );
+        assert_eq!(engine.check_point(&key, "status"), PointCheck::UnknownPoint);
+        let stranger = DeviceKey::new("s1", "nobody");
+        assert_eq!(
+            engine.check_point(&stranger, "temp_c"),
+            PointCheck::UnregisteredDevice
+        );
+        assert_eq!(engine.point_kind(&key, "fan_on"), Some(PointKind::Bool));
+        assert_eq!(engine.device_profile(&key), Some("chem_cabinet"));
+
+        let mut out = Vec::new();
+        let unknown = Reading {
+            sensor: SensorId::new("s1", "d1", "co2_ppm"),
+            ..reading("x", Value::Number(5000.0), BASE_MS)
+        };
+        engine.on_reading(&unknown, start, &mut out);
+        let stray = Reading {
+            sensor: SensorId::new("s1", "nobody", "temp_c"),
+            ..reading("x", Value::Number(90.0), BASE_MS)
+        };
+        engine.on_reading(&stray, start, &mut out);
+        engine.on_status(&stranger, false, start, BASE_MS, &mut out);
+        engine.on_reading(
+            &reading("fan_on", Value::Number(7.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        let stats = engine.stats();
+        assert_eq!(stats.readings_unknown_point, 1);
+        assert_eq!(stats.readings_unregistered, 1);
+        assert_eq!(stats.readings_wrong_type, 1);
+        assert_eq!(
+            engine.register_device(&key, "toaster", &BTreeMap::new(), start),
+            Err(UnknownProfile("toaster".into()))
+        );
+    }
+
+    #[test]
+    fn condition_active_follows_the_emitted_conditions() {
+        let (mut engine, key, start) = engine_with("heat_detector");
+        let sensor = SensorId::new("s1", "d1", "temp_c");
+        let status = SensorId::device_status(&key.school, &key.device);
+        let mut out = Vec::new();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(60.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        assert!(engine.condition_active(&sensor, "heat_fixed"));
+        assert!(!engine.condition_active(&sensor, "heat_rate_of_rise"));
+        engine.on_reading(
+            &reading("temp_c", Value::Number(900.0), BASE_MS + 1000),
+            start,
+            &mut out,
+        );
+        assert!(engine.condition_active(&sensor, "temp_c_range"));
+        assert!(
+            engine.condition_active(&sensor, "heat_fixed"),
+            "a fault does not clear fire"
+        );
+        engine.on_reading(
+            &reading("temp_c", Value::Number(20.0), BASE_MS + 2000),
+            start,
+            &mut out,
+        );
+        assert!(!engine.condition_active(&sensor, "heat_fixed"));
+        assert!(!engine.condition_active(&sensor, "temp_c_range"));
+        engine.on_status(&key, false, start, BASE_MS, &mut out);
+        assert!(engine.condition_active(&status, "offline"));
+        assert!(!engine.condition_active(&status, "stale"));
+        assert!(!engine.condition_active(&SensorId::new("s1", "x", "temp_c"), "heat_fixed"));
+    }
+
+    #[test]
+    fn re_registering_with_an_override_keeps_the_active_condition_and_uses_new_numbers() {
+        let (mut engine, key, start) = engine_with("heat_detector");
+        let sensor = SensorId::new("s1", "d1", "temp_c");
+        let mut out = Vec::new();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(52.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        // Same profile, same overrides: nothing changes.
+        engine
+            .register_device(&key, "heat_detector", &BTreeMap::new(), start)
+            .expect("registers");
+        assert!(engine.condition_active(&sensor, "heat_fixed"));
+        engine
+            .register_device(
+                &key,
+                "heat_detector",
+                &overrides_from("overrides.heat_fixed = { alarm = 51.0 }"),
+                start,
+            )
+            .expect("registers");
+        assert!(engine.condition_active(&sensor, "heat_fixed"));
+        out.clear();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(52.0), BASE_MS + 1000),
+            start,
+            &mut out,
+        );
+        // The override made warning (50) < alarm (51) valid: 52 is now an alarm.
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].severity, A);
+        assert_eq!(engine.device_count(), 1);
+    }
+
+    #[test]
+    fn re_registering_without_a_rule_clears_its_active_condition() {
+        let (mut engine, key, start) = engine_with("heat_detector");
+        let mut out = Vec::new();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(58.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        engine.on_reading(
+            &reading("temp_c", Value::Number(999.0), BASE_MS + 1),
+            start,
+            &mut out,
+        );
+        out.clear();
+        engine
+            .register_device_emitting(
+                &key,
+                "heat_detector",
+                &overrides_from("overrides.heat_fixed = { enabled = false }"),
+                start,
+                BASE_MS + 5,
+                &mut out,
+            )
+            .expect("registers");
+        let got: Vec<(&str, Option<Severity>)> =
+            out.iter().map(|c| (&*c.rule, c.severity)).collect();
+        assert_eq!(
+            got,
+            vec![("heat_fixed", N)],
+            "the range fault is carried over"
+        );
+        assert_eq!(out[0].class, AlarmClass::Fire);
+        assert!(engine.condition_active(&SensorId::new("s1", "d1", "temp_c"), "temp_c_range"));
+        out.clear();
+        engine
+            .register_device_emitting(
+                &key,
+                "server_room",
+                &BTreeMap::new(),
+                start,
+                BASE_MS,
+                &mut out,
+            )
+            .expect("registers");
+        assert!(out.is_empty(), "temp_c keeps its range fault: {out:?}");
+        engine
+            .register_device_emitting(
+                &key,
+                "smoke_detector",
+                &BTreeMap::new(),
+                start,
+                BASE_MS,
+                &mut out,
+            )
+            .expect("registers");
+        let got: Vec<(&str, Option<Severity>)> =
+            out.iter().map(|c| (&*c.rule, c.severity)).collect();
+        assert_eq!(got, vec![("temp_c_range", N)]);
+    }
+
+    #[test]
+    fn an_invalid_override_is_ignored_not_applied() {
+        let (mut engine, key, start) = engine_with("heat_detector");
+        engine
+            .register_device(
+                &key,
+                "heat_detector",
+                &overrides_from("overrides.heat_fixed = { alarm = 45.0 }"),
+                start,
+            )
+            .expect("registers");
+        let mut out = Vec::new();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(46.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "warning 50 ≥ alarm 45 must not be applied: {out:?}"
+        );
+    }
+
+    #[test]
+    fn rate_samples_stay_bounded_under_a_fast_sensor() {
+        let (mut engine, _key, start) = engine_with("heat_detector");
+        let mut out = Vec::new();
+        for i in 0..10_000i64 {
+            engine.on_reading(
+                &reading("temp_c", Value::Number(20.0), BASE_MS + i * 10),
+                start,
+                &mut out,
+            );
+        }
+        let device = &engine.devices[0];
+        let rule = device.points[0]
+            .rules
+            .iter()
+            .find(|r| &*r.id == "heat_rate_of_rise")
+            .expect("rule");
+        assert!(rule.samples.len() <= RATE_SAMPLES_CAP);
+        assert!(rule.samples.capacity() <= 2 * RATE_SAMPLES_CAP);
+        assert!(out.is_empty());
     }
 }
