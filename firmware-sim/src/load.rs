@@ -493,6 +493,7 @@ fn generic_json(points: &[String], seq: u64, ts_ms: i64) -> String {
 /// backoff after errors (rumqttc has none, #703) and never publishes (#1025).
 async fn poll_counting(mut eventloop: EventLoop, counters: Arc<Counters>, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
+    let mut disconnecting = false;
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -506,8 +507,10 @@ async fn poll_counting(mut eventloop: EventLoop, counters: Arc<Counters>, stop: 
                 counters.acked.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            // Read until the broker closes, so no unread PUBACK turns our close into a reset.
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
+            Err(_) if disconnecting => return,
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Load connection failed");

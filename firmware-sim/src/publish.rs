@@ -144,7 +144,8 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> anyhow::Resu
             Err(_) => tracing::warn!("Simulator shutdown: offline statuses timed out"),
         }
     }
-    // The poller ends on the outgoing Disconnect; stop it anyway after the deadline.
+    // The poller ends when the broker closes after our Disconnect; stop it anyway after the
+    // deadline.
     let mut poller = poller;
     if tokio::time::timeout(FAREWELL_DEADLINE, &mut poller)
         .await
@@ -173,6 +174,7 @@ async fn poll_eventloop(
     broker: String,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut disconnecting = false;
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -184,8 +186,11 @@ async fn poll_eventloop(
                 backoff = Duration::from_millis(100);
                 connected.send_modify(|n| *n += 1);
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            // Keep reading until the broker closes: closing a socket with unread PUBACKs in
+            // it sends a TCP reset, and the broker may then drop our last publishes.
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
+            Err(_) if disconnecting => return,
             Err(e) => {
                 tracing::warn!(%broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "Simulator MQTT connection failed");
                 tokio::select! {
