@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::campus::Profile;
 use crate::device::{DeviceModel, PointValue};
 
-/// What to send and how fast.
-#[derive(Clone, Debug)]
+/// What to send and how fast. `Debug` hides the password.
+#[derive(Clone)]
 pub struct LoadConfig {
     pub host: String,
     pub port: u16,
@@ -51,6 +51,29 @@ pub struct LoadConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub seed: u64,
+}
+
+impl fmt::Debug for LoadConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("school", &self.school)
+            .field("devices", &self.devices)
+            .field("points", &self.points)
+            .field("profile", &self.profile)
+            .field("rate", &self.rate)
+            .field("duration", &self.duration)
+            .field("count", &self.count)
+            .field("qos", &self.qos)
+            .field("connections", &self.connections)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("seed", &self.seed)
+            .finish()
+    }
 }
 
 impl Default for LoadConfig {
@@ -400,12 +423,15 @@ impl Worker {
                 config.school,
                 device_id(device)
             );
+            // Publish first: a message the queue already took is counted, not dropped by a
+            // deadline that fired in the same poll.
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep_until(deadline) => return Ok(()),
+                biased;
                 published = self.client.publish(topic, config.qos, false, payload) => {
                     published.context("load publish")?;
                 }
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(deadline) => return Ok(()),
             }
             self.counters.published.fetch_add(1, Ordering::Relaxed);
             sent += 1;

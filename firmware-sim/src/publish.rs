@@ -26,8 +26,8 @@ use crate::campus::Campus;
 use crate::scenario::ScheduledScenario;
 use crate::sim::{Message, MessageKind, Simulation, SimulationSettings};
 
-/// Everything [`run`] needs.
-#[derive(Clone, Debug)]
+/// Everything [`run`] needs. `Debug` hides the password.
+#[derive(Clone)]
 pub struct SimConfig {
     pub host: String,
     pub port: u16,
@@ -51,6 +51,30 @@ pub struct SimConfig {
     pub garbage_huge_bytes: usize,
     /// Longest reconnect backoff after a connection error.
     pub max_backoff: Duration,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("interval", &self.interval)
+            .field("seed", &self.seed)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("scenarios", &self.scenarios)
+            .field("devices", &self.campus.devices.len())
+            .field(
+                "use_single_point_topics_for",
+                &self.use_single_point_topics_for,
+            )
+            .field("telemetry_qos", &self.telemetry_qos)
+            .field("garbage_huge_bytes", &self.garbage_huge_bytes)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
