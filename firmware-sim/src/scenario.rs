@@ -139,6 +139,26 @@ pub struct ScheduledScenario {
     pub target: Option<String>,
 }
 
+impl ScheduledScenario {
+    /// The schedule of the gateway's `demo`: garbage at 20 s, a classroom fire at 40 s, a
+    /// cabinet overheating at 80 s, a ventilation failure at 120 s and a device going offline
+    /// at 160 s, each on a different school so the alarms do not mix.
+    pub fn demo_schedule() -> Vec<ScheduledScenario> {
+        let at = |secs, scenario, target: &str| ScheduledScenario {
+            after: Duration::from_secs(secs),
+            scenario,
+            target: Some(target.to_owned()),
+        };
+        vec![
+            at(20, Scenario::Garbage, "syxx/temp-lib"),
+            at(40, Scenario::Fire, "xhsy/heat-a201"),
+            at(80, Scenario::CabinetOverheat, "dfzx/cab-1"),
+            at(120, Scenario::VentilationFailure, "xhsy/cab-2"),
+            at(160, Scenario::DeviceOffline, "syxx/smoke-a102"),
+        ]
+    }
+}
+
 /// Fire: start temperature and rise rate of the burning room.
 pub const FIRE_START_C: f64 = 25.0;
 pub const FIRE_RISE_C_PER_MIN: f64 = 20.0;
@@ -238,6 +258,19 @@ mod tests {
             assert!(
                 target.is_some_and(|p| scenario.accepts_target(p)),
                 "{scenario}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_demo_schedule_targets_suitable_devices_of_the_demo_campus() {
+        let campus = Campus::demo();
+        for scheduled in ScheduledScenario::demo_schedule() {
+            let target = scheduled.target.as_deref().and_then(|t| campus.find(t));
+            let profile = target.map(|i| campus.devices[i].profile);
+            assert!(
+                profile.is_some_and(|p| scheduled.scenario.accepts_target(p)),
+                "{scheduled:?}"
             );
         }
     }

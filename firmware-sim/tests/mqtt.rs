@@ -34,6 +34,7 @@ struct Received {
     topic: String,
     payload: Vec<u8>,
     retain: bool,
+    at: std::time::Instant,
 }
 
 /// A subscriber on `<prefix>/#` that records everything it receives.
@@ -69,6 +70,7 @@ impl Recorder {
                             topic: p.topic,
                             payload: p.payload.to_vec(),
                             retain: p.retain,
+                            at: std::time::Instant::now(),
                         });
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => *ack_count.lock().unwrap() += 1,
@@ -231,6 +233,19 @@ async fn the_simulator_publishes_meta_status_telemetry_and_garbage_to_mosquitto(
             }
         }
     }
+    // Spread over the interval, not one burst per interval: a burst would fill about one
+    // 10 ms bucket per 200 ms interval (~15 in 3 s); spread telemetry fills most of them.
+    let start = got.first().unwrap().at;
+    let buckets: BTreeSet<u128> = got
+        .iter()
+        .filter(|m| m.topic.contains("/telemetry"))
+        .map(|m| m.at.duration_since(start).as_millis() / 10)
+        .collect();
+    assert!(
+        buckets.len() > 100,
+        "telemetry in only {} 10 ms buckets",
+        buckets.len()
+    );
     assert_eq!(meta.len(), devices.len(), "meta missing for some devices");
     assert_eq!(first_status.len(), devices.len());
     assert!(first_status.values().all(|s| s == "online"));
