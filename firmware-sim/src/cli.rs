@@ -14,6 +14,7 @@ use crate::campus::{Campus, Profile};
 use crate::load::{load, LoadConfig};
 use crate::publish::{run, SimConfig};
 use crate::scenario::{Scenario, ScheduledScenario};
+use crate::sim::ConfigError;
 
 /// Simulated school-campus safety devices speaking device protocol v1 over MQTT.
 #[derive(Debug, Parser)]
@@ -232,10 +233,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             }
             match run(config, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => failure(&e),
             }
         }
         Command::Load(args) => {
@@ -262,12 +260,19 @@ pub async fn main(cli: Cli) -> ExitCode {
                     println!("{report}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => failure(&e),
             }
         }
+    }
+}
+
+/// Prints the error; a configuration error is a usage error (exit 2), anything else exit 1.
+fn failure(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    if e.downcast_ref::<ConfigError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }
 

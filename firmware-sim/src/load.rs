@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::campus::Profile;
 use crate::device::{DeviceModel, PointValue};
+use crate::sim::ConfigError;
 
 /// What to send and how fast. `Debug` hides the password.
 #[derive(Clone)]
@@ -165,7 +166,7 @@ struct Counters {
 pub async fn load(config: LoadConfig, shutdown: CancellationToken) -> anyhow::Result<LoadReport> {
     let problems = validate(&config);
     if !problems.is_empty() {
-        anyhow::bail!("invalid load configuration: {}", problems.join("; "));
+        return Err(ConfigError { problems }.into());
     }
     let points_per_message = config.profile.map_or(config.points, |p| p.points().len());
     let duration = match (config.duration, config.count) {

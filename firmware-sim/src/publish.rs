@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::campus::Campus;
 use crate::scenario::ScheduledScenario;
-use crate::sim::{Message, MessageKind, Simulation, SimulationSettings};
+use crate::sim::{ConfigError, Message, MessageKind, Simulation, SimulationSettings};
 
 /// Everything [`run`] needs. `Debug` hides the password.
 #[derive(Clone)]
@@ -117,17 +117,7 @@ pub struct PublishStats {
 /// `interval` per device, scenarios as scheduled. On shutdown it publishes `offline` for every
 /// device (bounded by a short deadline), disconnects, and publishes nothing more.
 pub async fn run(config: SimConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if config.interval.is_zero() {
-        anyhow::bail!("invalid simulator configuration: interval must be positive");
-    }
-    let mut sim = Simulation::new(SimulationSettings {
-        campus: config.campus.clone(),
-        topic_prefix: config.topic_prefix.clone(),
-        seed: config.seed,
-        scenarios: config.scenarios.clone(),
-        single_point_fraction: config.use_single_point_topics_for,
-        garbage_huge_bytes: config.garbage_huge_bytes,
-    })?;
+    let mut sim = build_simulation(&config)?;
 
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options
@@ -187,6 +177,35 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> anyhow::Resu
         "Simulator stopped"
     );
     Ok(())
+}
+
+/// Builds the simulation and checks the network settings; every problem in one error.
+fn build_simulation(config: &SimConfig) -> Result<Simulation, ConfigError> {
+    let sim = Simulation::new(SimulationSettings {
+        campus: config.campus.clone(),
+        topic_prefix: config.topic_prefix.clone(),
+        seed: config.seed,
+        scenarios: config.scenarios.clone(),
+        single_point_fraction: config.use_single_point_topics_for,
+        garbage_huge_bytes: config.garbage_huge_bytes,
+    });
+    let mut problems = match &sim {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.clone(),
+    };
+    if config.interval.is_zero() {
+        problems.push("interval must be positive".to_owned());
+    }
+    if config.host.is_empty() {
+        problems.push("broker host is empty".to_owned());
+    }
+    if config.client_id.is_empty() {
+        problems.push("client id is empty".to_owned());
+    }
+    match sim {
+        Ok(sim) if problems.is_empty() => Ok(sim),
+        _ => Err(ConfigError { problems }),
+    }
 }
 
 /// Polls the rumqttc event loop: reports ConnAcks, backs off after errors, never publishes.
