@@ -429,3 +429,97 @@ async fn a_bad_configuration_is_rejected_before_connecting() {
         "{text}"
     );
 }
+
+/// A TCP proxy to Mosquitto whose open connections can be cut, to make the simulator's
+/// connection fail for real.
+struct CuttingProxy {
+    port: u16,
+    cut: Arc<Mutex<CancellationToken>>,
+    task: JoinHandle<()>,
+}
+
+impl CuttingProxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(Mutex::new(CancellationToken::new()));
+        let generation = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let token = generation.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect((HOST, PORT)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, task }
+    }
+
+    /// Closes every connection open now; new ones are proxied again.
+    fn cut_connections(&self) {
+        let mut current = self.cut.lock().unwrap();
+        current.cancel();
+        *current = CancellationToken::new();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_lost_connection_the_simulator_reconnects_and_resends_meta_and_status() {
+    let prefix = unique_prefix("simreconnect");
+    let recorder = Recorder::subscribe(&format!("{prefix}/#"), &format!("{prefix}-rec")).await;
+    let proxy = CuttingProxy::start().await;
+    let devices = Campus::demo().devices.len();
+    let config = SimConfig {
+        port: proxy.port,
+        client_id: format!("{prefix}-sim"),
+        topic_prefix: prefix.clone(),
+        interval: Duration::from_millis(200),
+        max_backoff: Duration::from_millis(300),
+        ..SimConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let sim = tokio::spawn(run(config, shutdown.clone()));
+    let metas = |got: &[Received]| got.iter().filter(|m| m.topic.ends_with("/meta")).count();
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(5), |got| metas(got) >= devices)
+            .await,
+        "no birth through the proxy"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.cut_connections();
+    let rebirth = recorder
+        .wait_for(Duration::from_secs(10), |got| metas(got) >= 2 * devices)
+        .await;
+    let cut_at = std::time::Instant::now();
+    // Telemetry flows again after the reconnect.
+    let flowing = recorder
+        .wait_for(Duration::from_secs(5), |got| {
+            got.iter()
+                .any(|m| m.topic.contains("/telemetry") && m.at > cut_at)
+        })
+        .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), sim)
+        .await
+        .expect("simulator did not stop")
+        .unwrap()
+        .unwrap();
+    proxy.task.abort();
+    let retained: BTreeSet<String> = recorder
+        .snapshot()
+        .iter()
+        .filter(|m| m.topic.ends_with("/meta") || m.topic.ends_with("/status"))
+        .map(|m| m.topic.clone())
+        .collect();
+    recorder.clear_retained(&retained).await;
+    assert!(rebirth, "meta was not re-sent after the reconnect");
+    assert!(flowing, "telemetry did not resume after the reconnect");
+}
