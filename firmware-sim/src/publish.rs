@@ -131,8 +131,8 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> anyhow::Resu
     }
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
 
-    // Counts ConnAcks so the publisher knows when to (re)send birth messages.
-    let (connected_tx, mut connected_rx) = watch::channel(0u64);
+    // The link state tells the publisher when to (re)send birth messages.
+    let (connected_tx, mut connected_rx) = watch::channel(Link::default());
     let poller_stop = CancellationToken::new();
     let poller = tokio::spawn(poll_eventloop(
         eventloop,
@@ -144,8 +144,9 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> anyhow::Resu
 
     let result = publish_loop(&mut sim, &client, &config, &mut connected_rx, &shutdown).await;
 
-    // Farewell only if a session ever came up; otherwise nobody would hear it.
-    if *connected_rx.borrow() > 0 {
+    // Farewell only while connected; otherwise nobody would hear it.
+    let up = connected_rx.borrow().up;
+    if up {
         let farewell = async {
             for message in sim.farewell_messages() {
                 send_reliable(&client, &message).await?;
@@ -159,12 +160,14 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> anyhow::Resu
         }
     }
     // The poller ends when the broker closes after our Disconnect; stop it anyway after the
-    // deadline.
+    // deadline, or at once when there is no connection to close.
     let mut poller = poller;
-    if tokio::time::timeout(FAREWELL_DEADLINE, &mut poller)
-        .await
-        .is_err()
-    {
+    let wait = if up {
+        FAREWELL_DEADLINE
+    } else {
+        Duration::ZERO
+    };
+    if tokio::time::timeout(wait, &mut poller).await.is_err() {
         poller_stop.cancel();
         let _ = poller.await;
     }
@@ -208,10 +211,18 @@ fn build_simulation(config: &SimConfig) -> Result<Simulation, ConfigError> {
     }
 }
 
+/// The broker connection as the poller sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Link {
+    /// ConnAcks so far: a new one means a new session that needs the birth messages.
+    sessions: u64,
+    up: bool,
+}
+
 /// Polls the rumqttc event loop: reports ConnAcks, backs off after errors, never publishes.
 async fn poll_eventloop(
     mut eventloop: EventLoop,
-    connected: watch::Sender<u64>,
+    connected: watch::Sender<Link>,
     stop: CancellationToken,
     max_backoff: Duration,
     broker: String,
@@ -227,7 +238,10 @@ async fn poll_eventloop(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 tracing::info!(%broker, session_present = ack.session_present, "Simulator connected");
                 backoff = Duration::from_millis(100);
-                connected.send_modify(|n| *n += 1);
+                connected.send_modify(|link| {
+                    link.sessions += 1;
+                    link.up = true;
+                });
             }
             // Keep reading until the broker closes: closing a socket with unread PUBACKs in
             // it sends a TCP reset, and the broker may then drop our last publishes.
@@ -235,6 +249,7 @@ async fn poll_eventloop(
             Ok(_) => {}
             Err(_) if disconnecting => return,
             Err(e) => {
+                connected.send_if_modified(|link| std::mem::replace(&mut link.up, false));
                 tracing::warn!(%broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "Simulator MQTT connection failed");
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -293,17 +308,17 @@ async fn publish_loop(
     sim: &mut Simulation,
     client: &AsyncClient,
     config: &SimConfig,
-    connected: &mut watch::Receiver<u64>,
+    connected: &mut watch::Receiver<Link>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<PublishStats> {
     let mut stats = PublishStats::default();
     tokio::select! {
         () = shutdown.cancelled() => return Ok(stats),
-        changed = connected.wait_for(|n| *n > 0) => {
+        changed = connected.wait_for(|link| link.sessions > 0) => {
             changed.context("MQTT event loop ended before connecting")?;
         }
     }
-    connected.mark_unchanged();
+    let mut births_for_session = connected.borrow().sessions;
     let send_birth = |sim: &Simulation, stats: &mut PublishStats| {
         let birth = sim.birth_messages();
         stats.births += birth.len() as u64;
@@ -326,8 +341,9 @@ async fn publish_loop(
             () = shutdown.cancelled() => return Ok(stats),
             () = tokio::time::sleep_until(next) => {}
         }
-        if connected.has_changed().unwrap_or(false) {
-            connected.mark_unchanged();
+        let sessions = connected.borrow().sessions;
+        if sessions > births_for_session {
+            births_for_session = sessions;
             tracing::info!("Simulator reconnected, re-sending meta and status");
             for message in send_birth(sim, &mut stats) {
                 tokio::select! {
