@@ -1,7 +1,13 @@
 //! `campusguard demo`: embedded broker + gateway + simulator in one process, on the embedded
-//! defaults of `config/demo.toml`.
+//! defaults of `config/demo.toml`. The simulated campus announces its devices over retained
+//! `meta`, so the gateway learns them like real ones; a schedule of scenarios makes alarms
+//! appear within the first minute.
 
+use std::time::Duration;
+
+use campusguard_sim::{Scenario, ScheduledScenario, SimConfig};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::config::Config;
 
@@ -16,14 +22,62 @@ pub fn demo_config() -> Result<Config, crate::config::ConfigError> {
     )
 }
 
+/// What the demo campus goes through, and when: something to see within a minute, and again
+/// every few minutes after.
+pub fn demo_schedule() -> Vec<ScheduledScenario> {
+    let at = |secs, scenario, target: &str| ScheduledScenario {
+        after: Duration::from_secs(secs),
+        scenario,
+        target: Some(target.to_owned()),
+    };
+    vec![
+        at(5, Scenario::Garbage, "syxx/temp-lib"),
+        // Heat rising 20 °C/min: the rate-of-rise rule fires about 30 s later, the fixed
+        // 57 °C level and smoke follow.
+        at(10, Scenario::Fire, "xhsy/heat-a201"),
+        at(15, Scenario::DeviceOffline, "syxx/smoke-a102"),
+        at(20, Scenario::VentilationFailure, "xhsy/cab-2"),
+        at(30, Scenario::CabinetOverheat, "dfzx/cab-1"),
+    ]
+}
+
 /// Runs the demo until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let sim = SimConfig {
+        host: config.broker.listen.ip().to_string(),
+        port: config.broker.listen.port(),
+        topic_prefix: config.mqtt.topic_prefix.clone(),
+        client_id: "campusguard-demo-sim".into(),
+        scenarios: demo_schedule(),
+        ..SimConfig::default()
+    };
+    let token = config
+        .http
+        .tokens
+        .iter()
+        .find(|t| t.role.handles_alarms())
+        .and_then(|t| t.secret());
     let gateway = crate::start(config, shutdown.clone()).await?;
-    println!(
-        "campusguard demo running\n  console/API: http://{}/api/v1/alarms\n  stream:      http://{}/api/v1/alarms/stream",
-        gateway.http_addr, gateway.http_addr
-    );
+    let sim_stop = shutdown.child_token();
+    let sim_task = tokio::spawn(async move {
+        if let Err(e) = campusguard_sim::run(sim, sim_stop).await {
+            warn!(error = %e, "simulator stopped");
+        }
+    });
+    let http = gateway.http_addr;
+    println!("campusguard demo is running (Ctrl-C to stop)");
+    println!("  alarms:   curl http://{http}/api/v1/alarms");
+    println!("  live:     curl -N http://{http}/api/v1/alarms/stream");
+    println!("  sensors:  curl http://{http}/api/v1/sensors");
+    println!("  metrics:  curl http://{http}/metrics");
+    if let Some(token) = token {
+        println!(
+            "  ack:      curl -X POST -H 'Authorization: Bearer {token}' http://{http}/api/v1/alarms/<id>/ack"
+        );
+    }
+    println!("  scenarios: garbage at 5 s, fire at 10 s, device offline at 15 s, ventilation failure at 20 s, cabinet overheat at 30 s");
     shutdown.cancelled().await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), sim_task).await;
     let _ = tokio::time::timeout(crate::SHUTDOWN_DEADLINE, gateway.wait()).await;
     Ok(())
 }
