@@ -31,6 +31,7 @@ pub struct Metrics {
     pub alarm_publish_dropped: Counter,
     pub mqtt_connected: Gauge,
     pub mqtt_connection_errors: Counter,
+    pub mqtt_acks_failed: Counter,
     pub history_rows_written: Counter,
     pub history_write_errors: Counter,
     pub journal_write_errors: Counter,
@@ -103,6 +104,10 @@ impl Metrics {
             "Alarm events not published over MQTT because its queue was full",
         );
         let mqtt_connection_errors = counter("mqtt_connection_errors", "MQTT connection errors");
+        let mqtt_acks_failed = counter(
+            "mqtt_acks_failed",
+            "PUBACKs not sent because the connection was gone (the broker redelivers)",
+        );
         let history_rows_written =
             counter("history_rows_written", "Readings written to local history");
         let history_write_errors = counter("history_write_errors", "Failed local-history writes");
@@ -131,6 +136,7 @@ impl Metrics {
             alarm_transitions,
             alarm_publish_dropped,
             mqtt_connection_errors,
+            mqtt_acks_failed,
             history_rows_written,
             history_write_errors,
             journal_write_errors,

@@ -264,6 +264,39 @@ pub struct DeviceInfo {
     pub name: Option<String>,
 }
 
+/// Acknowledges one source message (an MQTT PUBACK) once everything sent before it is durable.
+pub trait Acknowledge: Send + Sync {
+    fn acknowledge(&self, id: u16);
+}
+
+/// A message to acknowledge once the readings sent before it are durable (committed to the
+/// local store). It travels through the pipeline behind those readings, so releasing it after
+/// their commit gives at-least-once delivery: a crash before the commit means no ack, and the
+/// broker delivers the message again.
+#[derive(Clone)]
+pub struct DurableAck {
+    pub sink: Arc<dyn Acknowledge>,
+    pub id: u16,
+}
+
+impl DurableAck {
+    pub fn release(self) {
+        self.sink.acknowledge(self.id);
+    }
+}
+
+impl fmt::Debug for DurableAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DurableAck({})", self.id)
+    }
+}
+
+impl PartialEq for DurableAck {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && Arc::ptr_eq(&self.sink, &other.sink)
+    }
+}
+
 /// What an ingest source (MQTT, Modbus) sends into the pipeline. Readings of one sensor are
 /// sent in order on one channel, so the pipeline sees them in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -279,6 +312,8 @@ pub enum IngestEvent {
     },
     /// The device announced itself (retained `meta`).
     Meta { device: DeviceKey, info: DeviceInfo },
+    /// Acknowledge a source message once what came before it is durable.
+    Ack(DurableAck),
 }
 
 /// A reading with what the time-series store needs to tag it: the measurement is the device's

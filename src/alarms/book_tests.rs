@@ -24,6 +24,9 @@ enum Step {
 }
 use Step::*;
 
+/// (name, steps, expected transitions, state of the open alarm at the end)
+type Case = (&'static str, Vec<Step>, Vec<Option<Transition>>, Option<AlarmState>);
+
 const W: Option<Severity> = Some(Severity::Warning);
 const A: Option<Severity> = Some(Severity::Alarm);
 
@@ -54,7 +57,7 @@ fn play(class: AlarmClass, steps: &[Step]) -> (Vec<Option<Transition>>, AlarmBoo
 #[test]
 fn non_latching_lifecycle_follows_isa_18_2() {
     use Transition::*;
-    let cases: Vec<(&str, Vec<Step>, Vec<Option<Transition>>, Option<AlarmState>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "raise",
             vec![Cond(A)],
@@ -138,7 +141,7 @@ fn non_latching_lifecycle_follows_isa_18_2() {
 #[test]
 fn fire_alarms_latch_until_reset_and_reset_is_refused_while_the_condition_holds() {
     use Transition::*;
-    let cases: Vec<(&str, Vec<Step>, Vec<Option<Transition>>, Option<AlarmState>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "stays active after normal",
             vec![Cond(A), Cond(None)],

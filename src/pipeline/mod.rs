@@ -30,6 +30,7 @@ use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
 use crate::model::{now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId, Severity};
 use crate::rules::{PointCheck, RuleEngine};
+use crate::store::local::HistoryBatch;
 use crate::store::LocalStore;
 use registry::Registry;
 
@@ -68,7 +69,7 @@ pub enum Command {
 
 /// Where the core's outputs go.
 pub struct CoreOutputs {
-    pub history: mpsc::Sender<Vec<Reading>>,
+    pub history: mpsc::Sender<HistoryBatch>,
     pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
     pub alarm_mqtt: Option<mpsc::Sender<Arc<AlarmEvent>>>,
 }
@@ -89,7 +90,7 @@ pub struct Core {
     /// Restored alarm conditions whose device has not registered yet.
     pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
-    history_batch: Vec<Reading>,
+    history_batch: HistoryBatch,
 }
 
 impl Core {
@@ -136,7 +137,7 @@ impl Core {
             pending: Vec::new(),
             pending_restore,
             changes: Vec::new(),
-            history_batch: Vec::new(),
+            history_batch: HistoryBatch::default(),
         })
     }
 
@@ -196,6 +197,7 @@ impl Core {
                 self.engine
                     .on_status(&device, online, now, now_ms(), &mut self.changes);
             }
+            IngestEvent::Ack(ack) => self.history_batch.acks.push(ack),
             IngestEvent::Meta { device, info } => {
                 if let Some(profile) = self.registry.meta(&device, info) {
                     match self
@@ -237,7 +239,7 @@ impl Core {
         self.metrics.reading_accepted(reading.source, 1);
         self.engine.on_reading(&reading, now, &mut self.changes);
         self.registry.reading(&key, &reading);
-        self.history_batch.push(reading);
+        self.history_batch.readings.push(reading);
     }
 
     fn handle_tick(&mut self) {
@@ -279,7 +281,7 @@ impl Core {
                 }
             }
         }
-        if !self.history_batch.is_empty() {
+        if !self.history_batch.readings.is_empty() || !self.history_batch.acks.is_empty() {
             let batch = std::mem::take(&mut self.history_batch);
             self.metrics
                 .history_queue_depth

@@ -14,12 +14,10 @@ pub struct StorageConfig {
     /// How long readings stay in the local history (the time-series store keeps them longer).
     #[serde(default = "default_retention", with = "humantime_serde")]
     pub history_retention: Duration,
-    /// Readings written per transaction, at most.
+    /// Readings written per transaction, at most. The writer commits whenever its queue runs
+    /// empty (group commit), so this only bounds a transaction under load.
     #[serde(default = "default_batch")]
     pub history_batch_size: usize,
-    /// A partial batch is written after this long.
-    #[serde(default = "default_flush", with = "humantime_serde")]
-    pub history_flush_interval: Duration,
     /// How often readings older than the retention are deleted.
     #[serde(default = "default_prune", with = "humantime_serde")]
     pub prune_interval: Duration,
@@ -34,9 +32,6 @@ fn default_retention() -> Duration {
 fn default_batch() -> usize {
     4000
 }
-fn default_flush() -> Duration {
-    Duration::from_millis(250)
-}
 fn default_prune() -> Duration {
     Duration::from_secs(600)
 }
@@ -47,7 +42,6 @@ impl Default for StorageConfig {
             data_dir: default_data_dir(),
             history_retention: default_retention(),
             history_batch_size: default_batch(),
-            history_flush_interval: default_flush(),
             prune_interval: default_prune(),
         }
     }
@@ -62,7 +56,7 @@ impl StorageConfig {
         if self.history_batch_size == 0 {
             problems.push("storage.history_batch_size must be at least 1".into());
         }
-        if self.history_flush_interval.is_zero() || self.prune_interval.is_zero() {
+        if self.prune_interval.is_zero() {
             problems.push("storage intervals must be greater than 0".into());
         }
         if self.history_retention < Duration::from_secs(60) {

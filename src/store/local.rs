@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use super::StorageConfig;
 use crate::alarms::{Alarm, AlarmEvent, AlarmState};
 use crate::metrics::Metrics;
-use crate::model::{now_ms, Reading, Value};
+use crate::model::{now_ms, DurableAck, Reading, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -282,43 +282,52 @@ fn decode_alarm(id: i64, doc: String) -> Result<Alarm, StoreError> {
     })
 }
 
-/// Writes readings to the local history in batches (by size and by time) and prunes old ones.
+/// Readings for the local history, and the source acks to release once they are committed.
+#[derive(Debug, Default)]
+pub struct HistoryBatch {
+    pub readings: Vec<Reading>,
+    pub acks: Vec<DurableAck>,
+}
+
+/// Writes readings to the local history and then releases the acks that came with them
+/// (at-least-once ingest). Group commit: it writes as soon as its queue runs empty or a batch
+/// is full, so under load batches grow and at idle a reading is committed at once.
+///
 /// When a write fails it is retried with backoff while the batch is held (the channel then
-/// fills and the core waits: back-pressure, no loss); at shutdown what is left is written once
-/// more and otherwise reported as lost in the log.
+/// fills and the core waits: back-pressure, no loss, and no acks, so the broker keeps the
+/// messages); at shutdown what cannot be written is reported in the log and its acks are not
+/// sent, so the broker delivers those messages again after the restart.
 pub async fn run_history_writer(
     store: LocalStore,
     config: StorageConfig,
-    mut rx: mpsc::Receiver<Vec<Reading>>,
+    mut rx: mpsc::Receiver<HistoryBatch>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut batch: Vec<Reading> = Vec::with_capacity(config.history_batch_size);
-    let mut flush = tokio::time::interval(config.history_flush_interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut readings: Vec<Reading> = Vec::with_capacity(config.history_batch_size);
+    let mut acks: Vec<DurableAck> = Vec::new();
     let mut prune = tokio::time::interval(config.prune_interval);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let retention_ms = i64::try_from(config.history_retention.as_millis()).unwrap_or(i64::MAX);
-    let mut closed = false;
-    while !closed {
+    loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Some(readings) => {
-                    batch.extend(readings);
+                Some(batch) => {
+                    readings.extend(batch.readings);
+                    acks.extend(batch.acks);
                     // Drain whatever else is queued, up to a batch.
-                    while batch.len() < config.history_batch_size {
+                    while readings.len() < config.history_batch_size {
                         match rx.try_recv() {
-                            Ok(more) => batch.extend(more),
+                            Ok(more) => {
+                                readings.extend(more.readings);
+                                acks.extend(more.acks);
+                            }
                             Err(_) => break,
                         }
                     }
-                    if batch.len() < config.history_batch_size {
-                        continue;
-                    }
                 }
-                None => closed = true,
+                None => break,
             },
-            _ = flush.tick() => {}
             _ = prune.tick() => {
                 match store.prune_history(now_ms().saturating_sub(retention_ms)).await {
                     Ok(0) => {}
@@ -328,30 +337,45 @@ pub async fn run_history_writer(
                 continue;
             }
         }
-        if batch.is_empty() {
-            continue;
+        if write_with_retry(&store, &readings, &metrics, &shutdown).await {
+            for ack in acks.drain(..) {
+                ack.release();
+            }
+        } else {
+            acks.clear();
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.write_history(&batch).await {
-                Ok(()) => {
-                    metrics.history_rows_written.inc_by(batch.len() as u64);
-                    batch.clear();
-                    break;
+        readings.clear();
+    }
+    info!("local history writer stopped");
+}
+
+/// Writes `readings`, retrying with backoff until it works or shutdown; true when written.
+async fn write_with_retry(
+    store: &LocalStore,
+    readings: &[Reading],
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
+    if readings.is_empty() {
+        return true;
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.write_history(readings).await {
+            Ok(()) => {
+                metrics.history_rows_written.inc_by(readings.len() as u64);
+                return true;
+            }
+            Err(e) => {
+                metrics.history_write_errors.inc();
+                if shutdown.is_cancelled() {
+                    error!(error = %e, rows = readings.len(), "local history write failed at shutdown; not acknowledged, the broker will deliver these again");
+                    return false;
                 }
-                Err(e) => {
-                    metrics.history_write_errors.inc();
-                    if closed || shutdown.is_cancelled() {
-                        error!(error = %e, rows = batch.len(), "local history write failed at shutdown; readings not in local history");
-                        batch.clear();
-                        break;
-                    }
-                    warn!(error = %e, rows = batch.len(), retry_in = ?backoff, "local history write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                warn!(error = %e, rows = readings.len(), retry_in = ?backoff, "local history write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
-    info!("local history writer stopped");
 }

@@ -124,6 +124,8 @@ url = "mqtt://127.0.0.1:{port}"
 client_id = "{prefix}-gw"
 topic_prefix = "{prefix}"
 reconnect_min = "100ms"
+# Tests leave no persistent sessions behind in the shared Mosquitto.
+clean_session = true
 reconnect_max = "1s"
 
 [http]
@@ -141,7 +143,6 @@ role = "bureau"
 
 [storage]
 data_dir = "{data}"
-history_flush_interval = "50ms"
 
 [rules]
 profiles_file = "{profiles}"
@@ -389,5 +390,56 @@ impl AlarmStream {
 impl Drop for AlarmStream {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A private Mosquitto on a free port with its own config, stopped on drop. Used where a test
+/// needs broker settings (queue limits) or restarts the broker.
+pub struct PrivateMosquitto {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateMosquitto {
+    /// `extra` is appended to the generated config (e.g. `max_queued_messages 0`).
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (scripts/test installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -51,6 +51,15 @@ pub struct MqttConfig {
     /// QoS 1 messages in flight from the broker.
     #[serde(default = "default_inflight")]
     pub inflight: u16,
+    /// Acknowledge a QoS 1 message only once its readings are committed to the local store
+    /// (at-least-once: after a crash the broker delivers it again). Off = acknowledge on
+    /// receipt.
+    #[serde(default = "default_true")]
+    pub ack_after_commit: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[mqtt.tls]`: PEM files.
@@ -113,6 +122,7 @@ impl Default for MqttConfig {
             reconnect_min: default_reconnect_min(),
             reconnect_max: default_reconnect_max(),
             inflight: default_inflight(),
+            ack_after_commit: true,
         }
     }
 }

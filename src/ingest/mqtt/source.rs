@@ -17,10 +17,13 @@ use tracing::{debug, info, warn};
 use super::decode::{self, Reject, TopicKind};
 use super::MqttConfig;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, IngestEvent};
+use crate::model::{now_ms, Acknowledge, DurableAck, IngestEvent};
 
-/// Requests queued towards the broker (subscriptions, alarm publications).
-const REQUEST_CHANNEL_CAPACITY: usize = 256;
+/// Requests queued towards the broker (subscriptions, alarm publications, acks). Large enough
+/// for every ack that can be outstanding (the broker never has more than 65,535 QoS 1 messages
+/// in flight to us), so queueing an ack never fails or waits; the queue only grows that far
+/// when it holds acks.
+const REQUEST_CHANNEL_CAPACITY: usize = 65_536 + 1024;
 
 /// Builds rumqttc options from the config (validated before).
 pub fn connect_options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, String> {
@@ -31,6 +34,7 @@ pub fn connect_options(config: &MqttConfig, client_id: &str) -> Result<MqttOptio
         .set_clean_session(config.clean_session)
         .set_max_packet_size(config.max_packet_bytes, config.max_packet_bytes)
         .set_inflight(config.inflight)
+        .set_manual_acks(config.ack_after_commit)
         .set_request_channel_capacity(REQUEST_CHANNEL_CAPACITY);
     if let Some(user) = &config.username {
         options.set_credentials(user, config.resolved_password().unwrap_or_default());
@@ -86,6 +90,10 @@ pub async fn run(
         .iter()
         .map(|kind| format!("{prefix}/+/+/{kind}"))
         .collect();
+    let acker: Arc<dyn Acknowledge> = Arc::new(MqttAcker {
+        client: client.clone(),
+        metrics: metrics.clone(),
+    });
     let mut backoff = config.reconnect_min;
     let mut connected = false;
     loop {
@@ -113,11 +121,22 @@ pub async fn run(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if let Some(event) = handle_publish(&config, &publish, &metrics) {
-                    if tx.send(event).await.is_err() {
-                        debug!("pipeline closed; MQTT ingest stops");
-                        break;
-                    }
+                let event = handle_publish(&config, &publish, &metrics);
+                // The ack travels behind the readings and is released once they are durable;
+                // a rejected message is acknowledged the same way, in order.
+                let ack = (config.ack_after_commit && publish.qos != QoS::AtMostOnce).then(|| {
+                    IngestEvent::Ack(DurableAck {
+                        sink: acker.clone(),
+                        id: publish.pkid,
+                    })
+                });
+                let mut closed = false;
+                for event in event.into_iter().chain(ack) {
+                    closed |= tx.send(event).await.is_err();
+                }
+                if closed {
+                    debug!("pipeline closed; MQTT ingest stops");
+                    break;
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -153,6 +172,24 @@ pub async fn run(
     metrics.mqtt_connected.set(0);
     // Best effort: tell the broker we leave on purpose (a timeout keeps shutdown bounded).
     let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;
+}
+
+/// Sends PUBACKs for messages whose readings are durable.
+struct MqttAcker {
+    client: AsyncClient,
+    metrics: Arc<Metrics>,
+}
+
+impl Acknowledge for MqttAcker {
+    fn acknowledge(&self, id: u16) {
+        let mut publish = Publish::new("", QoS::AtLeastOnce, Vec::new());
+        publish.pkid = id;
+        // Never blocks: the request queue has room for every ack that can be outstanding.
+        // It fails only when the connection is gone; the broker then redelivers the message.
+        if self.client.try_ack(&publish).is_err() {
+            self.metrics.mqtt_acks_failed.inc();
+        }
+    }
 }
 
 /// Decodes one publication into an event, counting and logging what is rejected.
