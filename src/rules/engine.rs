@@ -24,7 +24,9 @@ pub struct RuleEngine {
 
 impl RuleEngine {
     pub fn new(profiles: Arc<ProfileSet>) -> Self {
-        Self { _profiles: profiles }
+        Self {
+            _profiles: profiles,
+        }
     }
     pub fn register_device(
         &mut self,
