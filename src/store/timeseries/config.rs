@@ -101,7 +101,8 @@ pub struct TimeseriesConfig {
     /// Timeout of one write request (connect included).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Longest wait between retries while the store is down (and cap on `Retry-After`).
+    /// Longest wait between retries while the store is down (a `Retry-After` from the store is
+    /// honoured even when longer, up to 10 minutes).
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     #[serde(default)]

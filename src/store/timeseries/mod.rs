@@ -17,7 +17,7 @@
 //!   holds is the same).
 //! * **Failures** ([`sink::classify`]): connection errors, timeouts, 5xx, 429, 401/403/404
 //!   mark the store down; the batch is spooled and retried with capped exponential backoff, or
-//!   after `Retry-After` (capped by `max_backoff`). Other 4xx mean bad data: the batch is moved
+//!   after `Retry-After` (honoured up to 10 minutes). Other 4xx mean bad data: the batch is moved
 //!   to `spool/rejected/` with a log line and counted, and the rest go on.
 //! * **Spool full** ([`SpoolFull`]): `drop_oldest` deletes the oldest segment, counts its lines
 //!   in `dropped_lines` and logs it; ingest and alarms keep running. `backpressure` stops
@@ -155,6 +155,9 @@ struct Batch {
 /// Live batches queued for the writer; beyond this they go to the spool.
 const LIVE_QUEUE: usize = 2;
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// A `Retry-After` longer than this is taken as this (a misconfigured proxy must not stall
+/// the sink for days).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// How often a batcher held by `backpressure` looks again without being woken.
 const BACKPRESSURE_RECHECK: Duration = Duration::from_millis(500);
 
@@ -186,8 +189,9 @@ impl Shared {
     /// Returns the batch back if there is no room and the caller has to wait.
     fn spool_batch(&self, batch: Batch, may_overshoot: bool) -> Option<Batch> {
         let mut spool = self.spool();
+        let overshoot = may_overshoot && self.policy == SpoolFull::Backpressure;
         let record = Spool::record_len(batch.payload.len());
-        if record > spool.max_bytes() && !may_overshoot {
+        if record > spool.max_bytes() && !overshoot {
             tracing::error!(
                 lines = batch.lines,
                 bytes = record,
@@ -196,7 +200,7 @@ impl Shared {
             TimeseriesStats::add(&self.stats.dropped_lines, batch.lines);
             return None;
         }
-        while !spool.has_room_for(batch.payload.len()) && !may_overshoot {
+        while !overshoot && !spool.has_room_for(batch.payload.len()) {
             match self.policy {
                 SpoolFull::Backpressure => return Some(batch),
                 SpoolFull::DropOldest => match spool.drop_oldest() {
@@ -503,7 +507,7 @@ async fn write_loop(
                     shared.spool_batch(batch, true);
                 }
                 let wait = match after {
-                    Some(after) => after.min(max_backoff),
+                    Some(after) => after.min(MAX_RETRY_AFTER),
                     None => {
                         let wait = backoff;
                         backoff = (backoff * 2).min(max_backoff);
