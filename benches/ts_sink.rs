@@ -124,8 +124,9 @@ async fn throughput(vm_url: &str, templates: &[TaggedReading], gzip: bool) {
     let producer = tokio::spawn(async move {
         let mut i = 0;
         while i < LINES {
-            let chunk: Vec<TaggedReading> =
-                (i..(i + 500).min(LINES)).map(|j| reading(&templates, j, base)).collect();
+            let chunk: Vec<TaggedReading> = (i..(i + 500).min(LINES))
+                .map(|j| reading(&templates, j, base))
+                .collect();
             i += chunk.len() as u64;
             tx.send(chunk).await.unwrap();
         }
@@ -159,7 +160,9 @@ async fn replay(vm_url: &str, templates: &[TaggedReading]) {
             buf.clear();
             let end = (i + BATCH as u64).min(LINES);
             for j in i..end {
-                encoder.encode(&reading(templates, j, base), &mut buf).unwrap();
+                encoder
+                    .encode(&reading(templates, j, base), &mut buf)
+                    .unwrap();
             }
             spool.append(&buf, end - i, 0).unwrap();
             i = end;

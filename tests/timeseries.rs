@@ -662,3 +662,247 @@ async fn a_full_spool_holds_the_pipeline_back_under_backpressure_and_loses_nothi
     }
     assert_eq!(seen.len() as u64, n);
 }
+
+/// Profiles (measurements) and their points, as in the device profiles of DESIGN.md.
+const PROFILE_POINTS: [(&str, &[&str]); 6] = [
+    (
+        "smoke_detector",
+        &["smoke", "obscuration_db_m", "battery_pct", "tamper"],
+    ),
+    ("heat_detector", &["temp_c"]),
+    ("room_temperature", &["temp_c", "rh_pct"]),
+    ("server_room", &["temp_c", "rh_pct"]),
+    ("cold_storage", &["temp_c", "door_open"]),
+    (
+        "chem_cabinet",
+        &[
+            "temp_c",
+            "rh_pct",
+            "voc_ppm",
+            "lel_pct",
+            "fan_on",
+            "airflow_mps",
+            "door_open",
+        ],
+    ),
+];
+const TAGS: [&str; 6] = ["school", "building", "room", "device", "point", "source"];
+
+fn dashboards_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dashboards")
+}
+
+/// Every (file, query) of the dashboards in `dashboards/<dialect>/`, template variables included.
+fn dashboard_queries(dialect: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dashboards_dir().join(dialect))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        3,
+        "control-room, labs and bureau in {dialect}/"
+    );
+    for file in files {
+        let name = file.display().to_string();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+        assert!(
+            json["uid"].as_str().is_some_and(|u| !u.is_empty()),
+            "{name}: uid"
+        );
+        assert!(json["title"].as_str().is_some(), "{name}: title");
+        let panels = json["panels"].as_array().unwrap();
+        assert!(!panels.is_empty(), "{name}: no panels");
+        let uid = format!("campusguard-{dialect}");
+        for panel in panels {
+            assert_eq!(
+                panel["datasource"]["uid"],
+                uid.as_str(),
+                "{name}: data source"
+            );
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{name}: panel without query");
+            for target in targets {
+                out.push((name.clone(), target["query"].as_str().unwrap().to_owned()));
+            }
+        }
+        for var in json["templating"]["list"].as_array().unwrap() {
+            if var["type"] == "query" {
+                out.push((name.clone(), var["query"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// The text between each `open` and the next `close` after it.
+fn between<'a>(text: &'a str, open: &str, close: char) -> Vec<&'a str> {
+    text.match_indices(open)
+        .filter_map(|(i, _)| {
+            let rest = &text[i + open.len()..];
+            rest.find(close).map(|end| &rest[..end])
+        })
+        .collect()
+}
+
+fn is_profile(m: &str) -> bool {
+    PROFILE_POINTS.iter().any(|(p, _)| *p == m)
+}
+
+fn is_point(p: &str) -> bool {
+    PROFILE_POINTS.iter().any(|(_, points)| points.contains(&p))
+}
+
+#[test]
+fn every_dashboard_parses_and_its_flux_queries_name_measurements_tags_and_points_we_write() {
+    for (file, query) in dashboard_queries("flux") {
+        if query.contains("schema.") {
+            // Template variables: the tag they list must be one we write.
+            for tag in between(&query, "tag: \"", '"') {
+                assert!(
+                    TAGS.contains(&tag),
+                    "{file}: variable over unknown tag {tag}"
+                );
+            }
+            continue;
+        }
+        let measurements = between(&query, "r._measurement == \"", '"');
+        assert!(
+            !measurements.is_empty(),
+            "{file}: no measurement in\n{query}"
+        );
+        for m in measurements {
+            assert!(is_profile(m), "{file}: unknown measurement {m}");
+        }
+        assert!(
+            query.contains("r._field == \"value\""),
+            "{file}: field `value`\n{query}"
+        );
+        for point in between(&query, "r.point == \"", '"') {
+            assert!(is_point(point), "{file}: unknown point {point}");
+        }
+        // Every column compared with a string or regex is a tag we write.
+        for (i, _) in query.match_indices("r.") {
+            let rest = &query[i + 2..];
+            let ident: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let after = rest[ident.len()..].trim_start();
+            if after.starts_with("== \"") || after.starts_with("=~") {
+                assert!(
+                    TAGS.contains(&ident.as_str()) || ident == "_measurement" || ident == "_field",
+                    "{file}: filter on unknown column {ident}"
+                );
+            }
+        }
+        for columns in between(&query, "columns: [", ']') {
+            for column in columns.split(',').map(|c| c.trim().trim_matches('"')) {
+                assert!(
+                    TAGS.contains(&column)
+                        || ["_measurement", "_time", "silent_s", "state"].contains(&column),
+                    "{file}: unknown column {column}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_dashboard_parses_and_its_influxql_queries_name_measurements_tags_and_points_we_write() {
+    for (file, query) in dashboard_queries("influxql") {
+        // Every double-quoted identifier is a measurement, a tag, the field or a subquery's
+        // `last` column; every single-quoted literal compared with "point" is a point.
+        let quoted: Vec<&str> = query.split('"').skip(1).step_by(2).collect();
+        assert!(!quoted.is_empty(), "{file}: {query}");
+        for ident in &quoted {
+            assert!(
+                is_profile(ident) || TAGS.contains(ident) || ["value", "last"].contains(ident),
+                "{file}: unknown identifier {ident} in\n{query}"
+            );
+        }
+        if !query.starts_with("SHOW") {
+            assert!(
+                quoted.iter().any(|i| is_profile(i)),
+                "{file}: no measurement in {query}"
+            );
+            assert!(
+                quoted.contains(&"value"),
+                "{file}: field `value` in {query}"
+            );
+        }
+        for point in between(&query, "\"point\" = '", '\'') {
+            assert!(is_point(point), "{file}: unknown point {point}");
+        }
+    }
+    let provisioning = dashboards_dir().join("provisioning");
+    let datasources = std::fs::read_to_string(provisioning.join("datasources.yaml")).unwrap();
+    assert!(datasources.contains("uid: campusguard-flux"));
+    assert!(datasources.contains("uid: campusguard-influxql"));
+    let providers = std::fs::read_to_string(provisioning.join("dashboards.yaml")).unwrap();
+    assert!(providers.contains("campusguard/flux") && providers.contains("campusguard/influxql"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_influxql_dashboard_query_runs_on_influxdb_1_and_finds_data() {
+    init_tracing();
+    let influx = Influxd::start().await;
+    influx.create_database("campus").await;
+    let data = tempfile::tempdir().unwrap();
+    let sink = Sink::start(v1_config(&influx.url()), data.path());
+    let now = campusguard::model::now_ms();
+    let mut readings = Vec::new();
+    for (profile, points) in PROFILE_POINTS {
+        for (k, point) in points.iter().enumerate() {
+            for school in ["s1", "s2"] {
+                let value = match *point {
+                    "smoke" | "tamper" | "fan_on" | "door_open" => Value::Bool(k % 2 == 0),
+                    _ => Value::Number(30.0 + k as f64),
+                };
+                readings.push(TaggedReading {
+                    reading: Reading {
+                        sensor: SensorId::new(school, &format!("{profile}-1"), point),
+                        ts_ms: now - 5000,
+                        value,
+                        quality: Quality::Good,
+                        source: Source::Modbus,
+                    },
+                    profile: (*profile).into(),
+                    building: "A".into(),
+                    room: "101".into(),
+                });
+            }
+        }
+    }
+    let n = readings.len() as u64;
+    sink.send(readings).await;
+    sink.wait_for("written", Duration::from_secs(30), written(n))
+        .await;
+    sink.stop().await;
+    let mut empty = Vec::new();
+    for (file, query) in dashboard_queries("influxql") {
+        let q = query
+            .replace("$timeFilter", "time > now() - 1h")
+            .replace("$__interval", "1m")
+            .replace("$school", ".*")
+            .replace("$cabinet", ".*");
+        let answer = influx.query("campus", &q).await;
+        let result = &answer["results"][0];
+        assert!(result.get("error").is_none(), "{file}: {q}\n→ {answer}");
+        if result["series"].as_array().is_none_or(|s| s.is_empty()) {
+            empty.push(q);
+        }
+    }
+    // Threshold counts may be empty (no detector in alarm); everything else finds data.
+    for q in &empty {
+        assert!(
+            q.contains("count(\"last\")") && q.contains("WHERE \"last\""),
+            "no data for {q}"
+        );
+    }
+}
