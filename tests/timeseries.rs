@@ -906,3 +906,49 @@ async fn every_influxql_dashboard_query_runs_on_influxdb_1_and_finds_data() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_is_written_after_the_flush_interval() {
+    init_tracing();
+    let (url, scripted) = start_scripted(ScriptedState::default()).await;
+    let data = tempfile::tempdir().unwrap();
+    let config = TimeseriesConfig {
+        flush_interval: Duration::from_millis(200),
+        ..scripted_config(&url, 1000)
+    };
+    let sink = Sink::start(config, data.path());
+    let base = base_ts();
+    let sent = Instant::now();
+    sink.send((0..7).map(|i| reading(i, base)).collect()).await;
+    sink.wait_for("the partial batch", Duration::from_secs(5), written(7))
+        .await;
+    let took = sent.elapsed();
+    assert!(took >= Duration::from_millis(150), "flushed after {took:?}");
+    assert!(took < Duration::from_secs(2), "flushed after {took:?}");
+    sink.stop().await;
+    let state = scripted.inner.lock().unwrap();
+    assert_eq!(state.requests.len(), 1);
+    assert_eq!(state.accepted_lines.len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_the_readings_still_in_flight() {
+    init_tracing();
+    let (url, scripted) = start_scripted(ScriptedState::default()).await;
+    let data = tempfile::tempdir().unwrap();
+    let sink = Sink::start(scripted_config(&url, 1000), data.path());
+    let base = base_ts();
+    for chunk in 0..5u64 {
+        sink.send(
+            (chunk * 3..chunk * 3 + 3)
+                .map(|i| reading(i, base))
+                .collect(),
+        )
+        .await;
+    }
+    // The flush interval is 30 s and the batch is not full: only shutdown writes it.
+    let stats = sink.stop().await.snapshot();
+    assert_eq!(stats.lines_written, 15);
+    assert_eq!(stats.spool_lines, 0);
+    assert_eq!(scripted.inner.lock().unwrap().accepted_lines.len(), 15);
+}
