@@ -8,6 +8,8 @@
 //! and are replaced by a space. A non-finite number is refused (ingest rejects them already;
 //! this guards the store against a line that would fail the whole batch).
 
+use std::io::Write;
+
 use crate::model::{TaggedReading, Value};
 
 use super::config::BoolEncoding;
@@ -57,18 +59,17 @@ impl LineEncoder {
             return Err(EncodeError::BadMeasurement(measurement.to_owned()));
         }
         self.escape(measurement, Target::Measurement, out);
+        // Sorted by key, which is what InfluxDB recommends for write speed.
         let tags: [(&str, &str); 6] = [
-            ("school", &reading.sensor.school),
             ("building", &tagged.building),
-            ("room", &tagged.room),
             ("device", &reading.sensor.device),
             ("point", &reading.sensor.point),
+            ("room", &tagged.room),
+            ("school", &reading.sensor.school),
             ("source", reading.source.as_str()),
         ];
-        // Tags are written sorted by key, which is what InfluxDB recommends for speed.
-        let mut sorted = tags;
-        sorted.sort_unstable_by_key(|(key, _)| *key);
-        for (key, value) in sorted {
+        debug_assert!(tags.windows(2).all(|w| w[0].0 < w[1].0));
+        for (key, value) in tags {
             if value.is_empty() {
                 continue;
             }
@@ -85,13 +86,20 @@ impl LineEncoder {
                 out.extend_from_slice(if b { b"true" } else { b"false" })
             }
         }
-        out.push(b' ');
-        out.extend_from_slice(reading.ts_ms.to_string().as_bytes());
-        out.push(b'\n');
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(out, " {}", reading.ts_ms);
         Ok(())
     }
 
     fn escape(&self, text: &str, target: Target, out: &mut Vec<u8>) {
+        // Fast path: nothing to escape (0xC2 starts the C1 control characters in UTF-8).
+        if text
+            .bytes()
+            .all(|b| b > b' ' && !matches!(b, b',' | b'=' | b'\\' | 0x7f | 0xc2))
+        {
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
         let special = |c: char| match target {
             Target::Measurement => c == ',' || c == ' ',
             Target::Tag => c == ',' || c == ' ' || c == '=',
@@ -133,8 +141,9 @@ enum Target {
 /// Shortest text that parses back to exactly `v`; never an integer suffix, so the field
 /// stays a float even for whole numbers.
 fn push_float(v: f64, out: &mut Vec<u8>) {
-    // `Display` of f64 is the shortest round-trip form and never uses an exponent.
-    out.extend_from_slice(v.to_string().as_bytes());
+    // `Display` of f64 is the shortest round-trip form and never uses an exponent. Writing
+    // into a Vec cannot fail.
+    let _ = write!(out, "{v}");
 }
 
 #[cfg(test)]
@@ -304,6 +313,10 @@ mod tests {
         assert_eq!(text.matches('\n').count(), 1, "{text:?}");
         assert!(text.contains("building=A\\ B,"), "{text:?}");
         assert!(text.contains("room=1\\ \\ 2,"), "{text:?}");
+        let c1 = tagged("p", "A\u{85}B", "é", "s/d/p", Value::Number(1.0));
+        let text = line(SPEC, &c1);
+        assert!(text.contains("building=A\\ B,"), "{text:?}");
+        assert!(text.contains("room=é,"), "{text:?}");
     }
 
     #[test]
