@@ -113,6 +113,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         ingest_stop.clone(),
     ));
 
+    let timeseries = if config.timeseries.kind != store::timeseries::TimeseriesKind::None {
+        let (tx, rx) = mpsc::channel(64);
+        let ts_config = config.timeseries.clone();
+        let data_dir = config.storage.data_dir.clone();
+        let stats = metrics.timeseries.clone();
+        // The sink stops when the core drops its sender (after the core has drained), not on
+        // the shutdown signal, so nothing the core forwards is left behind.
+        tracker.spawn(async move {
+            let result =
+                store::timeseries::run(ts_config, data_dir, rx, stats, CancellationToken::new())
+                    .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "time-series sink stopped");
+            }
+        });
+        Some(tx)
+    } else {
+        None
+    };
     let core = pipeline::Core::new(
         &config,
         store.clone(),
@@ -120,6 +139,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             history: history_tx,
             alarm_stream: alarm_stream.clone(),
             alarm_mqtt,
+            timeseries,
         },
         metrics.clone(),
     )

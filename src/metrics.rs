@@ -3,6 +3,7 @@
 //! never per sensor.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tracing::warn;
 
 use crate::ingest::mqtt::decode::Reject;
 use crate::model::{AlarmClass, Source};
+use crate::store::timeseries::TimeseriesStats;
 
 type Labels = Vec<(String, String)>;
 
@@ -42,6 +44,8 @@ pub struct Metrics {
     pub history_queue_depth: Gauge,
     pub active_alarms: Gauge,
     reject_log: RateLimitedLog,
+    /// Counters of the time-series sink (rendered at scrape).
+    pub timeseries: Arc<TimeseriesStats>,
 }
 
 impl Metrics {
@@ -141,6 +145,7 @@ impl Metrics {
             history_write_errors,
             journal_write_errors,
             reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+            timeseries: Arc::new(TimeseriesStats::default()),
         }
     }
 
@@ -184,12 +189,73 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (OpenMetrics).
     pub fn render(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        // Stats kept outside the registry go before the closing `# EOF`.
+        let body_end = out.rfind("# EOF").unwrap_or(out.len());
+        out.truncate(body_end);
+        let ts = self.timeseries.snapshot();
+        let oldest = ts.oldest_spooled_age.map_or(0.0, |d| d.as_secs_f64());
+        for (name, kind, help, value) in [
+            (
+                "timeseries_lines_written",
+                "counter",
+                "Lines the time-series store accepted",
+                ts.lines_written as f64,
+            ),
+            (
+                "timeseries_batches_ok",
+                "counter",
+                "Batches written to the time-series store",
+                ts.batches_ok as f64,
+            ),
+            (
+                "timeseries_batches_failed",
+                "counter",
+                "Batch writes that failed and were retried or spooled",
+                ts.batches_failed as f64,
+            ),
+            (
+                "timeseries_batches_rejected",
+                "counter",
+                "Batches the store refused as bad data (moved aside)",
+                ts.batches_rejected as f64,
+            ),
+            (
+                "timeseries_batches_replayed",
+                "counter",
+                "Spooled batches written later",
+                ts.batches_replayed as f64,
+            ),
+            (
+                "timeseries_dropped_lines",
+                "counter",
+                "Lines dropped because the spool was full (drop_oldest)",
+                ts.dropped_lines as f64,
+            ),
+            (
+                "timeseries_spool_bytes",
+                "gauge",
+                "Bytes waiting in the disk spool",
+                ts.spool_bytes as f64,
+            ),
+            (
+                "timeseries_spool_oldest_age_seconds",
+                "gauge",
+                "Age of the oldest spooled batch",
+                oldest,
+            ),
+        ] {
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            out.push_str(&format!(
+                "# HELP campusguard_{name} {help}.\n# TYPE campusguard_{name} {kind}\ncampusguard_{name}{suffix} {value}\n"
+            ));
+        }
+        out.push_str("# EOF\n");
         out
     }
 }

@@ -25,7 +25,12 @@ enum Step {
 use Step::*;
 
 /// (name, steps, expected transitions, state of the open alarm at the end)
-type Case = (&'static str, Vec<Step>, Vec<Option<Transition>>, Option<AlarmState>);
+type Case = (
+    &'static str,
+    Vec<Step>,
+    Vec<Option<Transition>>,
+    Option<AlarmState>,
+);
 
 const W: Option<Severity> = Some(Severity::Warning);
 const A: Option<Severity> = Some(Severity::Alarm);

@@ -41,6 +41,8 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    #[serde(default)]
+    pub timeseries: crate::store::timeseries::TimeseriesConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -265,6 +267,7 @@ impl Config {
         problems.extend(self.mqtt.validate());
         problems.extend(self.http.validate());
         problems.extend(self.storage.validate());
+        problems.extend(self.timeseries.validate());
         if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
             problems.push("pipeline: channel capacities must be at least 1".into());
         }
@@ -334,9 +337,13 @@ impl Config {
         ));
         out.push_str(&format!("devices in config: {}\n", self.devices.len()));
         out.push_str(&format!(
-            "sinks: local history in {} (retention {})\n",
+            "sinks: local history in {} (retention {}); time series: {}\n",
             self.storage.data_dir.display(),
-            humantime::format_duration(self.storage.history_retention)
+            humantime::format_duration(self.storage.history_retention),
+            match self.timeseries.kind {
+                crate::store::timeseries::TimeseriesKind::None => "none".to_string(),
+                kind => format!("{kind:?} at {}", self.timeseries.url),
+            }
         ));
         out.push_str(&format!(
             "http: {} ({} token(s))\n",

@@ -28,7 +28,9 @@ use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
 use crate::config::Config;
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId, Severity};
+use crate::model::{
+    now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId, Severity, TaggedReading,
+};
 use crate::rules::{PointCheck, RuleEngine};
 use crate::store::local::HistoryBatch;
 use crate::store::LocalStore;
@@ -72,6 +74,10 @@ pub struct CoreOutputs {
     pub history: mpsc::Sender<HistoryBatch>,
     pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
     pub alarm_mqtt: Option<mpsc::Sender<Arc<AlarmEvent>>>,
+    /// The time-series sink, when one is configured. When full, the core waits (the sink
+    /// spools to disk while the store is down, so it only fills under `spool_full =
+    /// "backpressure"`).
+    pub timeseries: Option<mpsc::Sender<Vec<TaggedReading>>>,
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
@@ -278,6 +284,19 @@ impl Core {
                     if mqtt.try_send(event).is_err() {
                         self.metrics.alarm_publish_dropped.inc();
                     }
+                }
+            }
+        }
+        if let Some(ts) = &self.out.timeseries {
+            if !self.history_batch.readings.is_empty() {
+                let tagged = self
+                    .history_batch
+                    .readings
+                    .iter()
+                    .map(|r| self.registry.tag(r))
+                    .collect();
+                if ts.send(tagged).await.is_err() {
+                    error!("time-series sink is gone; readings not sent to the store");
                 }
             }
         }

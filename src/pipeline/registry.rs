@@ -2,11 +2,14 @@
 //! announced by meta, or only heard from), their status, and the last value of every sensor.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::DeviceConfig;
-use crate::model::{DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, Value};
+use crate::model::{
+    DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, TaggedReading, Value,
+};
 
 /// How the gateway knows a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,6 +37,33 @@ pub struct DeviceEntry {
     pub last_seen_ms: Option<i64>,
     pub readings: u64,
     pub source: Option<Source>,
+    /// Time-series tags, kept as shared strings so tagging a reading never allocates.
+    #[serde(skip)]
+    pub tags: DeviceTags,
+}
+
+/// Measurement (the profile, `unknown` when there is none), building and room.
+#[derive(Debug, Clone)]
+pub struct DeviceTags {
+    pub profile: Arc<str>,
+    pub building: Arc<str>,
+    pub room: Arc<str>,
+}
+
+impl Default for DeviceTags {
+    fn default() -> Self {
+        Self::from_info(&DeviceInfo::default())
+    }
+}
+
+impl DeviceTags {
+    fn from_info(info: &DeviceInfo) -> Self {
+        Self {
+            profile: info.profile.as_deref().unwrap_or("unknown").into(),
+            building: info.building.as_deref().unwrap_or("").into(),
+            room: info.room.as_deref().unwrap_or("").into(),
+        }
+    }
 }
 
 /// The last value of a sensor.
@@ -68,11 +98,12 @@ impl Registry {
             id: key.device.to_string(),
             device: key,
             registration,
-            info,
             online: None,
             last_seen_ms: None,
             readings: 0,
             source: None,
+            tags: DeviceTags::from_info(&info),
+            info,
         }
     }
 
@@ -98,6 +129,7 @@ impl Registry {
                 self.unregistered = self.unregistered.saturating_sub(1);
                 entry.registration = Registration::Meta;
             }
+            entry.tags = DeviceTags::from_info(&info);
             entry.info = info;
             return entry.info.profile.clone();
         }
@@ -177,6 +209,21 @@ impl Registry {
             );
         }
         self.devices.get_mut(key)
+    }
+
+    /// The time-series form of a reading: with its device's profile, building and room.
+    pub fn tag(&self, reading: &Reading) -> TaggedReading {
+        let tags = self
+            .devices
+            .get(&reading.sensor.device_key())
+            .map(|d| d.tags.clone())
+            .unwrap_or_default();
+        TaggedReading {
+            reading: reading.clone(),
+            profile: tags.profile,
+            building: tags.building,
+            room: tags.room,
+        }
     }
 
     pub fn devices(&self) -> Vec<DeviceEntry> {

@@ -1,8 +1,10 @@
 //! Stores: the embedded local store (SQLite: rolling history of readings, alarms and their
-//! journal) that the API and console read.
+//! journal) that the API and console read, and the time-series sink (InfluxDB v2 / v1 with a
+//! disk spool) that keeps every reading for the long term.
 
 mod config;
 pub mod local;
+pub mod timeseries;
 
 pub use config::StorageConfig;
 pub use local::{HistoryPoint, JournalEntry, LocalStore, StoreError};

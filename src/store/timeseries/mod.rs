@@ -1,0 +1,593 @@
+//! Time-series sink: every reading the pipeline hands over is written to InfluxDB v2
+//! (`/api/v2/write`), InfluxDB 1.x (`/write`) or a store that speaks either (VictoriaMetrics),
+//! and while the store cannot take it, to a bounded disk spool that is replayed in order later.
+//!
+//! ```text
+//! pipeline ─ Vec<TaggedReading> (bounded mpsc) ─► batcher ─ encode (line.rs) ─► batch
+//!     batch ─► live queue (2 batches) ─► writer ─ HTTP (sink.rs) ─► store
+//!       └── store down / queue full ─► spool (spool.rs) ─► writer replays, oldest first
+//! ```
+//!
+//! * **Batching**: a batch is written when it has `batch_size` lines or `flush_interval` after
+//!   its first line. Each batch is encoded once; the same bytes are retried and spooled.
+//! * **Writer**: one request at a time. When both a live batch and a spooled batch wait, it
+//!   alternates, so replay runs at least at half the store's speed without starving live data.
+//!   Spooled batches are replayed in the order they were spooled; a live batch may reach the
+//!   store before an older backlog (every point carries its own timestamp, so what the store
+//!   holds is the same).
+//! * **Failures** ([`sink::classify`]): connection errors, timeouts, 5xx, 429, 401/403/404
+//!   mark the store down; the batch is spooled and retried with capped exponential backoff, or
+//!   after `Retry-After` (honoured up to 10 minutes). Other 4xx mean bad data: the batch is moved
+//!   to `spool/rejected/` with a log line and counted, and the rest go on.
+//! * **Spool full** ([`SpoolFull`]): `drop_oldest` deletes the oldest segment, counts its lines
+//!   in `dropped_lines` and logs it; ingest and alarms keep running. `backpressure` stops
+//!   taking batches from the pipeline until the writer has made room: the pipeline then waits
+//!   on its bounded send and no reading is lost, but everything behind the pipeline, alarms
+//!   included, waits too. Batches already in flight when the store fails (at most three) and
+//!   the final flush at shutdown may take the spool past its bound rather than be lost.
+//! * **Shutdown** (token cancelled, or the pipeline's sender dropped): readings still queued in
+//!   the channel are taken, the partial batch is sealed, live batches are written if the store
+//!   is up or spooled if not, then [`run`] returns. A restart replays the spool.
+//! * **Delivery** is at least once: a batch is acknowledged in the spool only after the store
+//!   answered 2xx. A request that timed out after the store committed it is sent again;
+//!   InfluxDB overwrites the identical point, VictoriaMetrics would keep a duplicate sample.
+
+pub mod config;
+pub mod line;
+pub mod sink;
+pub mod spool;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::{self, error::TrySendError, Receiver};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{now_ms, TaggedReading};
+
+pub use config::{BoolEncoding, SpoolFull, TimeseriesConfig, TimeseriesKind};
+use line::{Dialect, LineEncoder};
+use sink::{HttpSink, WriteOutcome};
+use spool::{Peeked, Spool};
+
+/// Why the sink could not start (once running it only logs and counts).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid [timeseries] config: {}", .0.join("; "))]
+    Config(Vec<String>),
+    #[error("time-series store secret: {0}")]
+    Secret(String),
+    #[error("cannot build the time-series HTTP client: {0}")]
+    Client(String),
+    #[error("cannot open the time-series spool in {path}: {source}")]
+    Spool {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("time-series writer task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Counters and gauges of the sink, shared with `/metrics`.
+#[derive(Debug, Default)]
+pub struct TimeseriesStats {
+    pub lines_written: AtomicU64,
+    pub batches_ok: AtomicU64,
+    /// Write attempts that failed and will be retried (store down, 5xx, 429, timeout).
+    pub batches_failed: AtomicU64,
+    /// Batches the store refused as bad data (4xx), moved aside.
+    pub batches_rejected: AtomicU64,
+    pub lines_rejected: AtomicU64,
+    /// Readings that cannot be written as line protocol (non-finite number, bad measurement).
+    pub lines_unencodable: AtomicU64,
+    /// Batches written from the spool.
+    pub batches_replayed: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_lines: AtomicU64,
+    /// Unix ms at which the oldest batch still in the spool was spooled; 0 when empty.
+    pub oldest_spooled_ms: AtomicI64,
+    /// Lines lost: dropped for room (`drop_oldest`), unspoolable, or damaged on disk.
+    pub dropped_lines: AtomicU64,
+}
+
+/// A plain copy of [`TimeseriesStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeseriesSnapshot {
+    pub lines_written: u64,
+    pub batches_ok: u64,
+    pub batches_failed: u64,
+    pub batches_rejected: u64,
+    pub lines_rejected: u64,
+    pub lines_unencodable: u64,
+    pub batches_replayed: u64,
+    pub spool_bytes: u64,
+    pub spool_lines: u64,
+    /// Age of the oldest spooled batch; `None` when the spool is empty.
+    pub oldest_spooled_age: Option<Duration>,
+    pub dropped_lines: u64,
+}
+
+impl TimeseriesStats {
+    pub fn snapshot(&self) -> TimeseriesSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let oldest = self.oldest_spooled_ms.load(Ordering::Relaxed);
+        TimeseriesSnapshot {
+            lines_written: get(&self.lines_written),
+            batches_ok: get(&self.batches_ok),
+            batches_failed: get(&self.batches_failed),
+            batches_rejected: get(&self.batches_rejected),
+            lines_rejected: get(&self.lines_rejected),
+            lines_unencodable: get(&self.lines_unencodable),
+            batches_replayed: get(&self.batches_replayed),
+            spool_bytes: get(&self.spool_bytes),
+            spool_lines: get(&self.spool_lines),
+            oldest_spooled_age: (oldest != 0).then(|| {
+                Duration::from_millis(u64::try_from(now_ms().saturating_sub(oldest)).unwrap_or(0))
+            }),
+            dropped_lines: get(&self.dropped_lines),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn publish_spool(&self, spool: &Spool) {
+        self.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+        self.spool_lines.store(spool.lines(), Ordering::Relaxed);
+        self.oldest_spooled_ms
+            .store(spool.oldest_spooled_ms().unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+/// One encoded batch of line protocol.
+#[derive(Debug, Clone)]
+struct Batch {
+    payload: Bytes,
+    lines: u64,
+}
+
+/// Live batches queued for the writer; beyond this they go to the spool.
+const LIVE_QUEUE: usize = 2;
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// A `Retry-After` longer than this is taken as this (a misconfigured proxy must not stall
+/// the sink for days).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// How often a batcher held by `backpressure` looks again without being woken.
+const BACKPRESSURE_RECHECK: Duration = Duration::from_millis(500);
+
+/// State shared by the batcher and the writer.
+struct Shared {
+    spool: Mutex<Spool>,
+    spool_dir: PathBuf,
+    /// False from a failed write until the next successful one: new batches go to the spool.
+    store_up: AtomicBool,
+    /// Woken when a batch was spooled (the writer may be idle).
+    spooled: Notify,
+    /// Woken when the writer made room in the spool (a `backpressure` batcher may be waiting).
+    room: Notify,
+    policy: SpoolFull,
+    stats: Arc<TimeseriesStats>,
+}
+
+impl Shared {
+    fn spool(&self) -> MutexGuard<'_, Spool> {
+        // A panic while holding the lock cannot leave the spool inconsistent on disk (records
+        // are checksummed), so a poisoned lock is taken over.
+        self.spool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Puts a batch in the spool under the full-spool policy. With `may_overshoot` (writer,
+    /// shutdown) a `backpressure` spool takes the batch past its bound instead of refusing it.
+    /// Returns the batch back if there is no room and the caller has to wait.
+    fn spool_batch(&self, batch: Batch, may_overshoot: bool) -> Option<Batch> {
+        let mut spool = self.spool();
+        let overshoot = may_overshoot && self.policy == SpoolFull::Backpressure;
+        let record = Spool::record_len(batch.payload.len());
+        if record > spool.max_bytes() && !overshoot {
+            tracing::error!(
+                lines = batch.lines,
+                bytes = record,
+                "Time-series batch is larger than the whole spool; dropped"
+            );
+            TimeseriesStats::add(&self.stats.dropped_lines, batch.lines);
+            return None;
+        }
+        while !overshoot && !spool.has_room_for(batch.payload.len()) {
+            match self.policy {
+                SpoolFull::Backpressure => return Some(batch),
+                SpoolFull::DropOldest => match spool.drop_oldest() {
+                    Ok(Some(lines)) => {
+                        tracing::warn!(
+                            dropped_lines = lines,
+                            max_bytes = spool.max_bytes(),
+                            "Time-series spool full; dropped its oldest segment"
+                        );
+                        TimeseriesStats::add(&self.stats.dropped_lines, lines);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Could not drop the oldest spool segment");
+                        break;
+                    }
+                },
+            }
+        }
+        if let Err(e) = spool.append(&batch.payload, batch.lines, now_ms()) {
+            tracing::error!(
+                error = %e,
+                lines = batch.lines,
+                "Could not write a time-series batch to the spool; dropped"
+            );
+            TimeseriesStats::add(&self.stats.dropped_lines, batch.lines);
+        }
+        self.stats.publish_spool(&spool);
+        drop(spool);
+        self.spooled.notify_one();
+        None
+    }
+}
+
+/// Runs the sink until `shutdown` is cancelled or `rx` is closed, then flushes or spools what
+/// is in flight and returns. The spool lives in `<data_dir>/spool/`.
+pub async fn run(
+    config: TimeseriesConfig,
+    data_dir: PathBuf,
+    mut rx: Receiver<Vec<TaggedReading>>,
+    stats: Arc<TimeseriesStats>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    if config.kind == TimeseriesKind::None {
+        // No store: take the readings so the pipeline never blocks on us.
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                batch = rx.recv() => if batch.is_none() { return Ok(()) },
+            }
+        }
+    }
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems));
+    }
+    let sink = HttpSink::new(&config)?;
+    let spool_dir = data_dir.join("spool");
+    let (spool, report) =
+        Spool::open(&spool_dir, config.spool_max_bytes).map_err(|source| Error::Spool {
+            path: spool_dir.clone(),
+            source,
+        })?;
+    if report.lines > 0 || report.torn_bytes > 0 {
+        tracing::info!(
+            lines = report.lines,
+            batches = report.batches,
+            bytes = report.bytes,
+            torn_bytes = report.torn_bytes,
+            "Time-series spool holds batches from before the restart; replaying them"
+        );
+    }
+    stats.publish_spool(&spool);
+    tracing::info!(url = %sink.write_url(), kind = ?config.kind, "Time-series sink started");
+    let shared = Arc::new(Shared {
+        spool: Mutex::new(spool),
+        spool_dir,
+        store_up: AtomicBool::new(true),
+        spooled: Notify::new(),
+        room: Notify::new(),
+        policy: config.spool_full,
+        stats: stats.clone(),
+    });
+    let (live_tx, live_rx) = mpsc::channel::<Batch>(LIVE_QUEUE);
+    let writer = tokio::spawn(write_loop(
+        sink,
+        shared.clone(),
+        live_rx,
+        config.max_backoff,
+        shutdown.clone(),
+    ));
+    let dialect = match config.kind {
+        TimeseriesKind::InfluxDb1 => Dialect::InfluxV1,
+        _ => Dialect::Spec,
+    };
+    let mut batcher = Batcher {
+        encoder: LineEncoder::new(dialect, config.bool_encoding),
+        batch_size: config.batch_size,
+        buffer: Vec::new(),
+        lines: 0,
+        shared,
+        live_tx,
+        shutdown: shutdown.clone(),
+    };
+    let mut deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = sleep_until_some(deadline) => {
+                batcher.seal_and_dispatch().await;
+                deadline = None;
+            }
+            readings = rx.recv() => {
+                let Some(readings) = readings else { break };
+                batcher.add(&readings).await;
+                if batcher.lines == 0 {
+                    deadline = None;
+                } else if deadline.is_none() {
+                    deadline = Some(Instant::now() + config.flush_interval);
+                }
+            }
+        }
+    }
+    // Readings already queued by the pipeline are in flight: take them too.
+    rx.close();
+    while let Some(readings) = rx.recv().await {
+        batcher.add(&readings).await;
+    }
+    batcher.seal_and_dispatch().await;
+    drop(batcher);
+    writer.await?;
+    tracing::info!("Time-series sink stopped");
+    Ok(())
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Encodes readings into batches and hands them to the writer or the spool.
+struct Batcher {
+    encoder: LineEncoder,
+    batch_size: usize,
+    buffer: Vec<u8>,
+    lines: u64,
+    shared: Arc<Shared>,
+    live_tx: mpsc::Sender<Batch>,
+    shutdown: CancellationToken,
+}
+
+impl Batcher {
+    async fn add(&mut self, readings: &[TaggedReading]) {
+        for tagged in readings {
+            match self.encoder.encode(tagged, &mut self.buffer) {
+                Ok(()) => self.lines += 1,
+                Err(e) => {
+                    let before = self
+                        .shared
+                        .stats
+                        .lines_unencodable
+                        .fetch_add(1, Ordering::Relaxed);
+                    // Log the first and then every 1000th, not every one.
+                    if before % 1000 == 0 {
+                        tracing::warn!(
+                            sensor = %tagged.reading.sensor,
+                            error = %e,
+                            total = before + 1,
+                            "Reading cannot be written as line protocol; skipped"
+                        );
+                    }
+                }
+            }
+            if self.lines >= self.batch_size as u64 {
+                self.seal_and_dispatch().await;
+            }
+        }
+    }
+
+    async fn seal_and_dispatch(&mut self) {
+        if self.lines == 0 {
+            return;
+        }
+        let capacity = self.buffer.len() + self.buffer.len() / 8;
+        let payload = std::mem::replace(&mut self.buffer, Vec::with_capacity(capacity));
+        let batch = Batch {
+            payload: Bytes::from(payload),
+            lines: std::mem::take(&mut self.lines),
+        };
+        self.dispatch(batch).await;
+    }
+
+    /// Live queue if the store is up and the writer keeps pace; else the spool. Under
+    /// `backpressure` with a full spool this waits, and so does the pipeline.
+    async fn dispatch(&mut self, mut batch: Batch) {
+        loop {
+            if self.shared.store_up.load(Ordering::Acquire) {
+                match self.live_tx.try_send(batch) {
+                    Ok(()) => return,
+                    Err(TrySendError::Full(b) | TrySendError::Closed(b)) => batch = b,
+                }
+            }
+            let stopping = self.shutdown.is_cancelled();
+            match self.shared.spool_batch(batch, stopping) {
+                None => return,
+                Some(back) => batch = back,
+            }
+            tokio::select! {
+                _ = self.shared.room.notified() => {}
+                _ = tokio::time::sleep(BACKPRESSURE_RECHECK) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+}
+
+enum Job {
+    Live(Batch),
+    Spooled(spool::SpooledBatch),
+}
+
+/// Writes live and spooled batches, one request at a time, until the live queue is closed.
+async fn write_loop(
+    sink: HttpSink,
+    shared: Arc<Shared>,
+    mut live_rx: mpsc::Receiver<Batch>,
+    max_backoff: Duration,
+    shutdown: CancellationToken,
+) {
+    let stats = shared.stats.clone();
+    let mut backoff = MIN_BACKOFF;
+    let mut prefer_spool = false;
+    loop {
+        let stopping = shutdown.is_cancelled();
+        let Some(job) = next_job(&mut live_rx, &shared, prefer_spool, stopping, &shutdown).await
+        else {
+            break;
+        };
+        prefer_spool = matches!(job, Job::Live(_));
+        let store_up = shared.store_up.load(Ordering::Acquire);
+        let (payload, lines) = match &job {
+            Job::Live(batch) if !store_up => {
+                // Queued before the store went down: keep it behind the backlog.
+                shared.spool_batch(batch.clone(), true);
+                continue;
+            }
+            Job::Live(batch) => (batch.payload.clone(), batch.lines),
+            Job::Spooled(batch) => (Bytes::from(batch.payload.clone()), batch.lines),
+        };
+        match sink.write(&payload).await {
+            WriteOutcome::Written => {
+                if !store_up {
+                    tracing::info!("Time-series store reachable again; replaying the spool");
+                }
+                shared.store_up.store(true, Ordering::Release);
+                backoff = MIN_BACKOFF;
+                TimeseriesStats::add(&stats.batches_ok, 1);
+                TimeseriesStats::add(&stats.lines_written, lines);
+                if let Job::Spooled(batch) = &job {
+                    acknowledge(&shared, batch);
+                    TimeseriesStats::add(&stats.batches_replayed, 1);
+                }
+            }
+            WriteOutcome::Rejected { status, message } => {
+                shared.store_up.store(true, Ordering::Release);
+                TimeseriesStats::add(&stats.batches_rejected, 1);
+                TimeseriesStats::add(&stats.lines_rejected, lines);
+                let kept = spool::move_aside(&shared.spool_dir, &payload, status, now_ms());
+                match &kept {
+                    Ok(path) => tracing::warn!(
+                        status,
+                        lines,
+                        message = %message,
+                        moved_to = %path.display(),
+                        "Time-series store rejected a batch; moved aside"
+                    ),
+                    Err(e) => tracing::error!(
+                        status,
+                        lines,
+                        message = %message,
+                        error = %e,
+                        "Time-series store rejected a batch; could not keep a copy"
+                    ),
+                }
+                if let Job::Spooled(batch) = &job {
+                    acknowledge(&shared, batch);
+                }
+            }
+            WriteOutcome::Retry { reason, after } => {
+                TimeseriesStats::add(&stats.batches_failed, 1);
+                if store_up {
+                    tracing::warn!(
+                        reason = %reason,
+                        "Time-series store unavailable; spooling batches to disk"
+                    );
+                } else {
+                    tracing::debug!(reason = %reason, "Time-series store still unavailable");
+                }
+                shared.store_up.store(false, Ordering::Release);
+                if let Job::Live(batch) = job {
+                    shared.spool_batch(batch, true);
+                }
+                let wait = match after {
+                    Some(after) => after.min(MAX_RETRY_AFTER),
+                    None => {
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(max_backoff);
+                        wait
+                    }
+                };
+                if !stopping {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The next batch to write: alternates between live and spooled when both wait; `None` once
+/// the live queue is closed and drained (shutdown). While stopping, the spool is left alone.
+async fn next_job(
+    live_rx: &mut mpsc::Receiver<Batch>,
+    shared: &Shared,
+    prefer_spool: bool,
+    stopping: bool,
+    shutdown: &CancellationToken,
+) -> Option<Job> {
+    loop {
+        if !prefer_spool {
+            if let Ok(batch) = live_rx.try_recv() {
+                return Some(Job::Live(batch));
+            }
+        }
+        if !stopping {
+            let peeked = {
+                let mut spool = shared.spool();
+                let peeked = spool.peek();
+                shared.stats.publish_spool(&spool);
+                peeked
+            };
+            match peeked {
+                Ok(Peeked::Batch(batch)) => return Some(Job::Spooled(batch)),
+                Ok(Peeked::Corrupt {
+                    segment,
+                    lost_bytes,
+                    lost_lines,
+                }) => {
+                    tracing::error!(
+                        segment,
+                        lost_bytes,
+                        lost_lines,
+                        "Damaged spool data skipped"
+                    );
+                    TimeseriesStats::add(&shared.stats.dropped_lines, lost_lines);
+                    continue;
+                }
+                Ok(Peeked::Empty) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "Could not read the time-series spool");
+                }
+            }
+        }
+        if let Ok(batch) = live_rx.try_recv() {
+            return Some(Job::Live(batch));
+        }
+        tokio::select! {
+            batch = live_rx.recv() => return batch.map(Job::Live),
+            _ = shared.spooled.notified(), if !stopping => {}
+            _ = shutdown.cancelled(), if !stopping => {}
+            // A spool read error is retried after a pause rather than in a tight loop.
+            _ = tokio::time::sleep(Duration::from_secs(1)), if !stopping => {}
+        }
+    }
+}
+
+fn acknowledge(shared: &Shared, batch: &spool::SpooledBatch) {
+    let mut spool = shared.spool();
+    if let Err(e) = spool.ack(batch) {
+        tracing::error!(error = %e, "Could not record replay progress in the spool");
+    }
+    shared.stats.publish_spool(&spool);
+    drop(spool);
+    shared.room.notify_one();
+}
