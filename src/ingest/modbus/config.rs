@@ -829,4 +829,13 @@ mod tests {
             "{problems:#?}"
         );
     }
+
+    #[test]
+    fn the_documented_example_config_parses_and_validates() {
+        let config = parse(include_str!("../../../config/modbus-sim.example.toml"));
+        assert_eq!(config.validate(), Vec::<String>::new());
+        assert_eq!(config.devices.len(), 2);
+        assert_eq!(config.devices[0].points.len(), 7);
+        assert_eq!(config.devices[1].points[6].bit, Some(1));
+    }
 }
