@@ -617,3 +617,58 @@ async fn mbpoll_reads_the_documented_registers_of_the_simulator() {
     );
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn rtu_over_a_pty_pair_reads_the_documented_values_of_two_units_on_one_line() {
+    let have_socat = std::process::Command::new("socat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_socat {
+        eprintln!("SKIPPED: socat is missing (apt-get install -y socat)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sim_end = dir.path().join("sim");
+    let gateway_end = dir.path().join("gateway");
+    let mut socat = tokio::process::Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", sim_end.display()))
+        .arg(format!("pty,raw,echo=0,link={}", gateway_end.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start socat");
+    let until = Instant::now() + WAIT;
+    while !(sim_end.exists() && gateway_end.exists()) {
+        assert!(Instant::now() < until, "socat made no pty pair");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let behaviour = Arc::new(Behaviour::new(false));
+    let shutdown = CancellationToken::new();
+    let sim = tokio::spawn({
+        let path = sim_end.to_string_lossy().into_owned();
+        let (behaviour, shutdown) = (behaviour.clone(), shutdown.clone());
+        async move { campusguard_sim::modbus::serve_rtu(&path, 9600, 2, behaviour, shutdown).await }
+    });
+    let text = EXAMPLE
+        .replace(
+            "transport = \"tcp\"",
+            "transport = \"rtu\"\nbaud = 9600\nparity = \"N\"\nstop_bits = 1",
+        )
+        .replace(
+            "address = \"127.0.0.1:5020\"",
+            &format!("serial = \"{}\"", gateway_end.display()),
+        )
+        .replace("interval = \"1s\"", "interval = \"200ms\"");
+    let mut poller = Poller::start(parse(&text));
+    assert_documented_baseline(&poller.next_values("cab-1").await, 1);
+    assert_documented_baseline(&poller.next_values("cab-2").await, 2);
+    let stats = poller.stop().await.snapshot();
+    assert_eq!(stats.timeouts, 0, "{stats:?}");
+    shutdown.cancel();
+    let _ = timeout(WAIT, sim).await.expect("RTU simulator stops");
+    let _ = socat.kill().await;
+}

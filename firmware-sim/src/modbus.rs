@@ -27,7 +27,8 @@
 //!
 //! Reads beyond these ranges answer exception 2 (illegal data address); writes to anything but
 //! coil 0 answer exception 2 too. A unit id outside `1..=n` answers exception 11 (gateway
-//! target device failed to respond), as a TCP gateway would.
+//! target device failed to respond) over TCP, as a TCP gateway would, and stays silent on a
+//! serial line.
 //!
 //! # Scenarios (t = seconds since the scenario was set)
 //!
@@ -264,6 +265,8 @@ pub fn discrete_inputs(v: &CabinetValues) -> [bool; BIT_COUNT as usize] {
 struct CabinetService {
     cabinets: u8,
     behaviour: Arc<Behaviour>,
+    /// On a serial line an absent unit stays silent; a TCP gateway answers exception 11.
+    silent_for_absent_units: bool,
 }
 
 fn window(address: u16, count: u16, size: u16) -> Result<std::ops::Range<usize>, ExceptionCode> {
@@ -284,6 +287,9 @@ impl CabinetService {
             return Ok(None);
         }
         if unit > self.cabinets {
+            if self.silent_for_absent_units {
+                return Ok(None);
+            }
             return Err(ExceptionCode::GatewayTargetDevice);
         }
         match self.behaviour.fault(unit) {
@@ -352,6 +358,7 @@ pub async fn serve(
     let service = Arc::new(CabinetService {
         cabinets,
         behaviour,
+        silent_for_absent_units: false,
     });
     let server = tokio_modbus::server::tcp::Server::new(listener);
     let on_connected = |stream, peer: SocketAddr| {
@@ -378,6 +385,7 @@ pub async fn serve_rtu_over_tcp(
     let service = Arc::new(CabinetService {
         cabinets,
         behaviour,
+        silent_for_absent_units: false,
     });
     let server = tokio_modbus::server::rtu_over_tcp::Server::new(listener);
     let on_connected = |stream, peer: SocketAddr| {
@@ -404,6 +412,7 @@ pub async fn serve_rtu(
     let service = Arc::new(CabinetService {
         cabinets,
         behaviour,
+        silent_for_absent_units: true,
     });
     let server = tokio_modbus::server::rtu::Server::new_from_path(serial, baud)
         .with_context(|| format!("cannot open serial port `{serial}`"))?;
@@ -528,6 +537,7 @@ mod tests {
         let service = CabinetService {
             cabinets: 3,
             behaviour: Arc::new(Behaviour::new(false)),
+            silent_for_absent_units: false,
         };
         service
             .behaviour
