@@ -672,3 +672,133 @@ async fn rtu_over_a_pty_pair_reads_the_documented_values_of_two_units_on_one_lin
     let _ = timeout(WAIT, sim).await.expect("RTU simulator stops");
     let _ = socat.kill().await;
 }
+
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat`.
+fn thread_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read thread stat");
+    // Fields after the `(comm)`: state is field 3, utime 14 and stime 15 (in clock ticks).
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // Linux reports in USER_HZ, 100 per second on every common configuration.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The issue's benchmark: 200 simulated cabinets x 10 points at 1 s over TCP (10 simulator
+/// ports x 20 unit ids) for `BENCH_SECS` (default 60) seconds. The poller runs alone on one
+/// thread, so that thread's CPU time is the gateway's cost of Modbus ingest. Run with
+/// `cargo test --release --test modbus -- --ignored --nocapture benchmark`.
+#[test]
+#[ignore = "benchmark, 60 s"]
+fn benchmark_200_cabinets_of_10_points_every_second() {
+    let seconds: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let sim_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("simulator runtime");
+    let sims: Vec<Sim> = sim_runtime.block_on(async {
+        let mut sims = Vec::new();
+        for _ in 0..10 {
+            let sim = Sim::start(20).await;
+            sim.behaviour.set_noise(true);
+            sims.push(sim);
+        }
+        sims
+    });
+    let mut text = String::from("[modbus]\n");
+    for (s, sim) in sims.iter().enumerate() {
+        for unit in 1..=20 {
+            text.push_str(&format!(
+                r#"
+                [[modbus.devices]]
+                id = "cab-{s}-{unit}"
+                school = "bench"
+                profile = "chem_cabinet"
+                transport = "tcp"
+                address = "{}"
+                unit = {unit}
+                interval = "1s"
+                timeout = "500ms"
+                points = [
+                  {{ name = "temp_c", table = "holding", address = 0, type = "f32", order = "CDAB" }},
+                  {{ name = "rh_pct", table = "holding", address = 2, type = "f32", order = "ABCD" }},
+                  {{ name = "lel_pct", table = "holding", address = 4, type = "i32", scale = 0.001 }},
+                  {{ name = "voc_ppm", table = "holding", address = 6, type = "u16", scale = 0.01 }},
+                  {{ name = "airflow_mps", table = "holding", address = 7, type = "u16", scale = 0.01 }},
+                  {{ name = "fan_on", table = "holding", address = 8, type = "bool", bit = 0 }},
+                  {{ name = "door_open", table = "holding", address = 8, type = "bool", bit = 1 }},
+                  {{ name = "unit_id", table = "holding", address = 9, type = "u16" }},
+                  {{ name = "spare_a", table = "holding", address = 10, type = "u16" }},
+                  {{ name = "spare_b", table = "holding", address = 11, type = "i16" }},
+                ]
+                "#,
+                sim.address
+            ));
+        }
+    }
+    let config = parse(&text);
+    assert_eq!(config.devices.len(), 200);
+    let gateway = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("poller runtime");
+        runtime.block_on(async move {
+            let (tx, mut rx) = mpsc::channel(1024);
+            let stats = Arc::new(ModbusStats::default());
+            let shutdown = CancellationToken::new();
+            let readings = tokio::spawn(async move {
+                let mut count = 0usize;
+                while let Some(event) = rx.recv().await {
+                    if let IngestEvent::Readings(r) = event {
+                        count += r.len();
+                    }
+                }
+                count
+            });
+            let cpu_start = thread_cpu_time();
+            let started = Instant::now();
+            let poller = tokio::spawn(modbus::run(config, tx, stats.clone(), shutdown.clone()));
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let cpu = thread_cpu_time() - cpu_start;
+            let elapsed = started.elapsed();
+            let snapshot = stats.snapshot();
+            shutdown.cancel();
+            poller.await.expect("poller");
+            let readings = readings.await.expect("consumer");
+            (cpu, elapsed, snapshot, readings)
+        })
+    });
+    let (cpu, elapsed, stats, readings) = gateway.join().expect("gateway thread");
+    sim_runtime.block_on(async {
+        for sim in sims {
+            sim.stop().await;
+        }
+    });
+    let cycles_expected = 200 * seconds;
+    println!(
+        "modbus benchmark: 200 devices x 10 points @1s for {:.1} s: gateway CPU {:.1} % of one core \
+         ({:.2} s), polls {} (expected ~{}), failed {}, requests per device cycle {:.2}, readings {}, \
+         lateness p50 <= {:?} ms, p99 <= {:?} ms, max {} ms, timeouts {}",
+        elapsed.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        cpu.as_secs_f64(),
+        stats.polls,
+        cycles_expected,
+        stats.failed_polls,
+        stats.requests as f64 / stats.polls.max(1) as f64,
+        readings,
+        stats.lateness_quantile_ms(0.5),
+        stats.lateness_quantile_ms(0.99),
+        stats.max_lateness_ms,
+        stats.timeouts,
+    );
+    assert_eq!(stats.failed_polls, 0, "{stats:?}");
+    assert_eq!(stats.requests, stats.polls, "one request per device cycle");
+    assert!(stats.polls + 200 >= cycles_expected, "{stats:?}");
+}

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -302,9 +301,7 @@ impl ConnectionTask {
             let started = Instant::now();
             let lateness =
                 u64::try_from(started.duration_since(due).as_millis()).unwrap_or(u64::MAX);
-            self.stats
-                .max_lateness_ms
-                .fetch_max(lateness, Ordering::Relaxed);
+            self.stats.record_lateness(lateness);
             let ts_ms = now_ms();
             let outcome = tokio::select! {
                 () = shutdown.cancelled() => break,
