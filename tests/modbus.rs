@@ -802,3 +802,99 @@ fn benchmark_200_cabinets_of_10_points_every_second() {
     assert_eq!(stats.requests, stats.polls, "one request per device cycle");
     assert!(stats.polls + 200 >= cycles_expected, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported() {
+    let sim = Sim::start(2).await;
+    sim.behaviour
+        .set_scenario(campusguard_sim::modbus::Scenario::VentilationFailure);
+    let text = format!(
+        "{}{}",
+        EXAMPLE
+            .replace("127.0.0.1:5020", &sim.address.to_string())
+            .replace("interval = \"1s\"", "interval = \"100ms\""),
+        r#"
+        [[modbus.actions]]
+        name = "cab-1-fan-on"
+        device = "cab-1"
+        table = "coil"
+        address = 0
+        value = true
+
+        [[modbus.actions]]
+        name = "cab-1-setpoint"
+        device = "cab-1"
+        table = "holding"
+        address = 10
+        type = "f32"
+        value = 12.5
+        "#
+    );
+    let config = parse(&text);
+    let (writer, writes) = modbus::write_channel();
+    let (tx, events) = mpsc::channel(64);
+    let stats = Arc::new(ModbusStats::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(modbus::run_with_writes(
+        config,
+        tx,
+        stats.clone(),
+        writes,
+        shutdown.clone(),
+    ));
+    let mut poller = Poller {
+        events,
+        stats,
+        shutdown,
+        task,
+    };
+    let values = poller.next_values("cab-1").await;
+    assert!(
+        !boolean(&values, "fan_on"),
+        "the fan is off in ventilation failure"
+    );
+
+    let report = timeout(WAIT, writer.execute("cab-1-fan-on"))
+        .await
+        .expect("write answered in time")
+        .expect("write succeeds");
+    assert_eq!(report.device, DeviceKey::new("xhsy", "cab-1"));
+    assert!(report.description.contains("coil 0 = true"), "{report:?}");
+    // The next cycles see the fan running again; cab-2 is untouched.
+    let until = Instant::now() + WAIT;
+    loop {
+        let values = poller.next_values("cab-1").await;
+        if boolean(&values, "fan_on") {
+            assert_eq!(number(&values, "airflow_mps"), 0.65);
+            break;
+        }
+        assert!(Instant::now() < until, "fan never came on");
+    }
+    assert!(!boolean(&poller.next_values("cab-2").await, "fan_on"));
+
+    // The simulator refuses register writes: exception 2, reported as a failed action.
+    match writer.execute("cab-1-setpoint").await {
+        Err(modbus::WriteError::Failed { action, error, .. }) => {
+            assert_eq!(action, "cab-1-setpoint");
+            assert!(
+                error
+                    .to_string()
+                    .contains("exception 2 (illegal data address)"),
+                "{error}"
+            );
+        }
+        other => panic!("expected a failed write, got {other:?}"),
+    }
+    assert!(matches!(
+        writer.execute("no-such-action").await,
+        Err(modbus::WriteError::UnknownAction(_))
+    ));
+    let stats = poller.stop().await.snapshot();
+    assert_eq!((stats.writes, stats.failed_writes), (1, 1), "{stats:?}");
+    // After shutdown the writer says so instead of hanging.
+    assert!(matches!(
+        timeout(WAIT, writer.execute("cab-1-fan-on")).await,
+        Ok(Err(modbus::WriteError::NotRunning))
+    ));
+    sim.stop().await;
+}

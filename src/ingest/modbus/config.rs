@@ -36,6 +36,9 @@ pub struct ModbusConfig {
     pub max_backoff: Duration,
     #[serde(default)]
     pub devices: Vec<ModbusDeviceConfig>,
+    /// Write-back actions a rule can name (off unless configured).
+    #[serde(default)]
+    pub actions: Vec<ModbusActionConfig>,
 }
 
 impl Default for ModbusConfig {
@@ -48,6 +51,7 @@ impl Default for ModbusConfig {
             max_bits_per_read: default_max_bits_per_read(),
             max_backoff: default_max_backoff(),
             devices: Vec::new(),
+            actions: Vec::new(),
         }
     }
 }
@@ -75,6 +79,50 @@ fn default_max_backoff() -> Duration {
 pub const MAX_REGISTERS_PER_READ: u16 = 125;
 /// Protocol limit of bits in one FC1/FC2 read.
 pub const MAX_BITS_PER_READ: u16 = 2000;
+
+/// One `[[modbus.actions]]` entry: a write to one coil or holding register of a configured
+/// device, e.g. switching a cabinet's exhaust fan on when a gas or ventilation alarm rises.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusActionConfig {
+    /// What rules call it by.
+    pub name: String,
+    /// `id` of a `[[modbus.devices]]` entry; the write goes over that device's connection to
+    /// its unit id.
+    pub device: String,
+    /// The device's school, needed only when the id is used in more than one school.
+    #[serde(default)]
+    pub school: Option<String>,
+    /// `coil` (FC5) or `holding` (FC6 for 16-bit types, FC16 for wider ones).
+    pub table: Table,
+    pub address: u16,
+    /// For `holding`: how `value` is encoded (default u16). For `coil`: bool (the default).
+    #[serde(default, rename = "type")]
+    pub data_type: Option<DataType>,
+    #[serde(default)]
+    pub order: WordOrder,
+    /// `true`/`false` for a coil; the raw number for a register (no scale/offset applied).
+    pub value: ActionValue,
+}
+
+/// The value an action writes.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ActionValue {
+    Bool(bool),
+    Number(f64),
+}
+
+impl ModbusActionConfig {
+    /// The type written: given, or bool for a coil and u16 for a register.
+    pub fn effective_type(&self) -> DataType {
+        self.data_type.unwrap_or(if self.table.is_bits() {
+            DataType::Bool
+        } else {
+            DataType::U16
+        })
+    }
+}
 
 /// One `[[modbus.devices]]` entry: one unit id behind one connection.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -405,7 +453,85 @@ impl ModbusConfig {
                 }
             }
         }
+        let mut action_names = HashSet::new();
+        for (index, action) in self.actions.iter().enumerate() {
+            let who = format!("modbus action `{}`", action.name);
+            if !is_path_component(&action.name) {
+                problems.push(format!(
+                    "modbus action #{}: name `{}` must be non-empty without `/`, `+`, `#` or spaces",
+                    index + 1,
+                    action.name
+                ));
+            }
+            if !action_names.insert(action.name.as_str()) {
+                problems.push(format!("{who}: duplicate action name"));
+            }
+            match self.action_devices(action).len() {
+                0 => problems.push(format!(
+                    "{who}: no [[modbus.devices]] with id `{}`{}",
+                    action.device,
+                    action
+                        .school
+                        .as_ref()
+                        .map(|s| format!(" in school `{s}`"))
+                        .unwrap_or_default()
+                )),
+                1 => {}
+                _ => problems.push(format!(
+                    "{who}: device id `{}` is used in several schools; add `school`",
+                    action.device
+                )),
+            }
+            validate_action(action, &who, &mut problems);
+        }
         problems
+    }
+
+    /// The devices an action's `device` (and `school`) name; exactly one in a valid config.
+    pub fn action_devices(&self, action: &ModbusActionConfig) -> Vec<&ModbusDeviceConfig> {
+        self.devices
+            .iter()
+            .filter(|d| {
+                d.id == action.device && action.school.as_ref().is_none_or(|s| *s == d.school)
+            })
+            .collect()
+    }
+}
+
+fn validate_action(action: &ModbusActionConfig, who: &str, problems: &mut Vec<String>) {
+    let data_type = action.effective_type();
+    match (action.table, data_type, action.value) {
+        (Table::Coil, DataType::Bool, ActionValue::Bool(_)) => {}
+        (Table::Coil, DataType::Bool, ActionValue::Number(_)) => {
+            problems.push(format!("{who}: a coil takes `value = true` or `false`"));
+        }
+        (Table::Coil, other, _) => problems.push(format!(
+            "{who}: a coil is written as bool, not {}",
+            other.as_str()
+        )),
+        (Table::Holding, DataType::Bool, _) => problems.push(format!(
+            "{who}: a holding register is written as a number type (u16, i16, ..., f64), not bool"
+        )),
+        (Table::Holding, _, ActionValue::Bool(_)) => {
+            problems.push(format!("{who}: a holding register takes a number `value`"));
+        }
+        (Table::Holding, data_type, ActionValue::Number(value)) => {
+            if let Err(reason) = super::registers::encode_value(value, data_type, action.order) {
+                problems.push(format!("{who}: {reason}"));
+            }
+            let last = u32::from(action.address) + u32::from(data_type.register_count()) - 1;
+            if last > u32::from(u16::MAX) {
+                problems.push(format!(
+                    "{who}: {} at address {} runs past 65535",
+                    data_type.as_str(),
+                    action.address
+                ));
+            }
+        }
+        (Table::Discrete | Table::Input, _, _) => problems.push(format!(
+            "{who}: table {} is read-only; write to coil or holding",
+            action.table.as_str()
+        )),
     }
 }
 
@@ -837,5 +963,64 @@ mod tests {
         assert_eq!(config.devices.len(), 2);
         assert_eq!(config.devices[0].points.len(), 7);
         assert_eq!(config.devices[1].points[6].bit, Some(1));
+        assert_eq!(config.actions[0].value, ActionValue::Bool(true));
+    }
+
+    #[test]
+    fn write_back_actions_are_checked_against_devices_tables_and_types() {
+        let text = format!(
+            "{GOOD}{}",
+            r#"
+            [[modbus.actions]]
+            name = "fan-on"
+            device = "cab-1"
+            table = "coil"
+            address = 0
+            value = true
+            [[modbus.actions]]
+            name = "setpoint"
+            device = "cab-1"
+            table = "holding"
+            address = 10
+            type = "f32"
+            order = "CDAB"
+            value = 12.5
+            [[modbus.actions]]
+            name = "fan-on"
+            device = "cab-9"
+            table = "discrete"
+            address = 0
+            value = true
+            [[modbus.actions]]
+            name = "too-big"
+            device = "cab-1"
+            table = "holding"
+            address = 0
+            value = 70000
+            [[modbus.actions]]
+            name = "coil-number"
+            device = "cab-1"
+            table = "coil"
+            address = 0
+            value = 1
+        "#
+        );
+        let config = parse(&text);
+        assert_eq!(config.actions[1].value, ActionValue::Number(12.5));
+        let problems = config.validate();
+        let expect = [
+            "modbus action `fan-on`: duplicate action name",
+            "modbus action `fan-on`: no [[modbus.devices]] with id `cab-9`",
+            "modbus action `fan-on`: table discrete is read-only",
+            "modbus action `too-big`: value 70000 is not a whole number in the range of u16",
+            "modbus action `coil-number`: a coil takes `value = true` or `false`",
+        ];
+        for fragment in expect {
+            assert!(
+                problems.iter().any(|p| p.contains(fragment)),
+                "missing `{fragment}` in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     }
 }

@@ -10,18 +10,21 @@
 //! - [`config`]: the `[modbus]` section and its validation.
 //! - [`registers`]: coalescing points into reads, decoding bits and registers.
 //! - [`poller`]: connection tasks, timeouts, back-off, device health.
+//! - [`actions`]: write-back actions (a rule's linkage, e.g. switch a fan on).
 
+pub mod actions;
 pub mod config;
 pub mod poller;
 pub mod registers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use actions::{write_channel, ModbusWriter, WriteCommands, WriteError, WriteReport};
 pub use config::{
-    ConnectionKey, DataType, ModbusConfig, ModbusDeviceConfig, ModbusPointConfig, Parity, Table,
-    Transport, WordOrder,
+    ActionValue, ConnectionKey, DataType, ModbusActionConfig, ModbusConfig, ModbusDeviceConfig,
+    ModbusPointConfig, Parity, Table, Transport, WordOrder,
 };
-pub use poller::run;
+pub use poller::{run, run_with_writes};
 
 /// Counters of the Modbus ingest, rendered in `/metrics`. Low cardinality: no per-device labels.
 #[derive(Debug, Default)]
@@ -44,6 +47,9 @@ pub struct ModbusStats {
     pub transport_errors: AtomicU64,
     /// Readings sent to the pipeline.
     pub readings: AtomicU64,
+    /// Write-back actions done, and failed.
+    pub writes: AtomicU64,
+    pub failed_writes: AtomicU64,
     /// Poll cycles of one device, and those of them that failed.
     pub polls: AtomicU64,
     pub failed_polls: AtomicU64,
@@ -69,6 +75,8 @@ pub struct ModbusStatsSnapshot {
     pub connect_errors: u64,
     pub transport_errors: u64,
     pub readings: u64,
+    pub writes: u64,
+    pub failed_writes: u64,
     pub polls: u64,
     pub failed_polls: u64,
     pub max_lateness_ms: u64,
@@ -109,6 +117,8 @@ impl ModbusStats {
             connect_errors: get(&self.connect_errors),
             transport_errors: get(&self.transport_errors),
             readings: get(&self.readings),
+            writes: get(&self.writes),
+            failed_writes: get(&self.failed_writes),
             polls: get(&self.polls),
             failed_polls: get(&self.failed_polls),
             max_lateness_ms: get(&self.max_lateness_ms),
@@ -117,7 +127,8 @@ impl ModbusStats {
     }
 
     pub(crate) fn record_lateness(&self, lateness_ms: u64) {
-        self.max_lateness_ms.fetch_max(lateness_ms, Ordering::Relaxed);
+        self.max_lateness_ms
+            .fetch_max(lateness_ms, Ordering::Relaxed);
         let bucket = LATENESS_BUCKETS_MS
             .iter()
             .position(|&bound| lateness_ms <= bound)

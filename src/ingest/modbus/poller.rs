@@ -14,23 +14,26 @@
 //! `IngestEvent::Status { online: false }`; its first good poll reports `online: true` (also
 //! the very first success after start).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_modbus::client::{Client as _, Context, Reader};
+use tokio_modbus::client::{Client as _, Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::config::{ConnectionKey, ModbusDeviceConfig, Parity, Table, Transport};
-use super::registers::{decode_point, plan_reads, BlockData, CoalesceLimits, ReadBlock};
+use super::actions::{WriteCommands, WriteError, WriteReport};
+use super::config::{ActionValue, ConnectionKey, ModbusDeviceConfig, Parity, Table, Transport};
+use super::registers::{
+    decode_point, encode_value, plan_reads, BlockData, CoalesceLimits, ReadBlock,
+};
 use super::{ModbusConfig, ModbusStats};
 use crate::model::{
     now_ms, DeviceInfo, DeviceKey, IngestEvent, Quality, Reading, SensorId, Source,
@@ -56,29 +59,33 @@ pub enum PollError {
         connection: ConnectionKey,
         timeout: Duration,
     },
-    #[error("no answer to reading {table} {start}+{count} within {timeout:?}")]
-    Timeout {
-        table: &'static str,
-        start: u16,
-        count: u16,
-        timeout: Duration,
-    },
-    #[error("exception {code} ({code:?}) reading {table} {start}+{count}")]
-    Exception {
-        table: &'static str,
-        start: u16,
-        count: u16,
-        code: u8,
-    },
-    #[error("transport error reading {table} {start}+{count}: {source}")]
+    #[error("no answer to {request} within {timeout:?}")]
+    Timeout { request: String, timeout: Duration },
+    #[error("exception {code} ({}) answering {request}", exception_name(*.code))]
+    Exception { request: String, code: u8 },
+    #[error("transport error on {request}: {source}")]
     Transport {
-        table: &'static str,
-        start: u16,
-        count: u16,
+        request: String,
         source: tokio_modbus::Error,
     },
     #[error("no point of the device could be decoded")]
     NothingDecoded,
+}
+
+/// The standard name of a Modbus exception code.
+pub fn exception_name(code: u8) -> &'static str {
+    match code {
+        1 => "illegal function",
+        2 => "illegal data address",
+        3 => "illegal data value",
+        4 => "server device failure",
+        5 => "acknowledge",
+        6 => "server device busy",
+        8 => "memory parity error",
+        10 => "gateway path unavailable",
+        11 => "gateway target device failed to respond",
+        _ => "non-standard exception",
+    }
 }
 
 impl PollError {
@@ -128,13 +135,39 @@ impl ModbusDeviceConfig {
 }
 
 /// Polls every configured device until `shutdown`, sending readings and status changes to
-/// `out`. Returns after `shutdown` is cancelled and every connection task has stopped (or when
-/// the receiver of `out` is gone). Expects a config that passed [`ModbusConfig::validate`];
-/// a device without a usable address is logged and skipped.
+/// `out`. Returns after `shutdown` is cancelled and every connection task has stopped (a task
+/// whose pipeline is gone stops early). Expects a config that passed [`ModbusConfig::validate`];
+/// a device without a usable address is logged and skipped. Without write-back; see
+/// [`run_with_writes`].
 pub async fn run(
     config: ModbusConfig,
     out: mpsc::Sender<IngestEvent>,
     stats: Arc<ModbusStats>,
+    shutdown: CancellationToken,
+) {
+    run_inner(config, out, stats, None, shutdown).await;
+}
+
+/// [`run`], also executing the write-back actions sent through the [`ModbusWriter`]
+/// (`super::actions::ModbusWriter`) paired with `writes`.
+pub async fn run_with_writes(
+    config: ModbusConfig,
+    out: mpsc::Sender<IngestEvent>,
+    stats: Arc<ModbusStats>,
+    writes: WriteCommands,
+    shutdown: CancellationToken,
+) {
+    run_inner(config, out, stats, Some(writes), shutdown).await;
+}
+
+/// Pending writes per connection; more are answered `Busy`.
+const CONNECTION_WRITE_QUEUE: usize = 8;
+
+async fn run_inner(
+    config: ModbusConfig,
+    out: mpsc::Sender<IngestEvent>,
+    stats: Arc<ModbusStats>,
+    writes: Option<WriteCommands>,
     shutdown: CancellationToken,
 ) {
     let limits = CoalesceLimits::from(&config);
@@ -142,6 +175,7 @@ pub async fn run(
         offline_after: config.offline_after.max(1),
         max_backoff: config.max_backoff,
     };
+    let actions = resolve_actions(&config);
     let mut connections: BTreeMap<ConnectionKey, Vec<ModbusDeviceConfig>> = BTreeMap::new();
     for device in config.devices {
         match device.connection_key() {
@@ -154,20 +188,155 @@ pub async fn run(
     info!(
         connections = connections.len(),
         devices = connections.values().map(Vec::len).sum::<usize>(),
+        actions = actions.len(),
         "Modbus poller starting"
     );
-    if connections.is_empty() {
-        // Nothing to poll still means "running until shutdown" to the caller.
-        shutdown.cancelled().await;
-        return;
-    }
     let tracker = TaskTracker::new();
+    let mut write_queues: HashMap<ConnectionKey, mpsc::Sender<ConnectionWrite>> = HashMap::new();
     for (key, devices) in connections {
-        let task = ConnectionTask::new(key, devices, &limits, policy, stats.clone());
+        let mut task = ConnectionTask::new(key.clone(), devices, &limits, policy, stats.clone());
+        if writes.is_some() && actions.values().any(|a| a.connection == key) {
+            let (tx, rx) = mpsc::channel(CONNECTION_WRITE_QUEUE);
+            write_queues.insert(key, tx);
+            task.writes = Some(rx);
+        }
         tracker.spawn(task.run(out.clone(), shutdown.clone()));
     }
+    if let Some(writes) = writes {
+        tracker.spawn(dispatch_writes(
+            writes,
+            actions,
+            write_queues,
+            shutdown.clone(),
+        ));
+    }
     tracker.close();
-    tracker.wait().await;
+    // Nothing to poll still means "running until shutdown" to the caller.
+    tokio::join!(tracker.wait(), shutdown.cancelled());
+}
+
+/// A configured action, resolved to its device and connection.
+#[derive(Debug, Clone)]
+struct ResolvedAction {
+    name: String,
+    device: DeviceKey,
+    connection: ConnectionKey,
+    unit: u8,
+    timeout: Duration,
+    write: WriteOp,
+}
+
+#[derive(Debug, Clone)]
+enum WriteOp {
+    Coil(u16, bool),
+    Register(u16, u16),
+    Registers(u16, Vec<u16>),
+}
+
+impl std::fmt::Display for WriteOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteOp::Coil(address, on) => write!(f, "writing coil {address} = {on}"),
+            WriteOp::Register(address, word) => {
+                write!(f, "writing holding {address} = {word:#06x}")
+            }
+            WriteOp::Registers(address, words) => {
+                write!(
+                    f,
+                    "writing holding {address}+{} = {words:04x?}",
+                    words.len()
+                )
+            }
+        }
+    }
+}
+
+fn resolve_actions(config: &ModbusConfig) -> HashMap<String, ResolvedAction> {
+    let mut resolved = HashMap::new();
+    for action in &config.actions {
+        let Some(device) = config.action_devices(action).first().copied() else {
+            warn!(action = %action.name, "Modbus action names no configured device, ignored");
+            continue;
+        };
+        let Some(connection) = device.connection_key() else {
+            continue;
+        };
+        let write = match action.value {
+            ActionValue::Bool(on) => WriteOp::Coil(action.address, on),
+            ActionValue::Number(value) => {
+                match encode_value(value, action.effective_type(), action.order) {
+                    Ok(words) if words.len() == 1 => WriteOp::Register(action.address, words[0]),
+                    Ok(words) => WriteOp::Registers(action.address, words),
+                    Err(reason) => {
+                        warn!(action = %action.name, %reason, "Modbus action value cannot be encoded, ignored");
+                        continue;
+                    }
+                }
+            }
+        };
+        resolved.insert(
+            action.name.clone(),
+            ResolvedAction {
+                name: action.name.clone(),
+                device: device.device_key(),
+                connection,
+                unit: device.unit,
+                timeout: device.timeout,
+                write,
+            },
+        );
+    }
+    resolved
+}
+
+/// A resolved action on its way to the connection task that owns the device's line.
+struct ConnectionWrite {
+    action: ResolvedAction,
+    reply: oneshot::Sender<Result<WriteReport, WriteError>>,
+}
+
+/// Routes write commands to the connection tasks; never waits on one connection, so a slow
+/// line cannot hold up writes to another.
+async fn dispatch_writes(
+    mut writes: WriteCommands,
+    actions: HashMap<String, ResolvedAction>,
+    queues: HashMap<ConnectionKey, mpsc::Sender<ConnectionWrite>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let command = tokio::select! {
+            () = shutdown.cancelled() => return,
+            command = writes.rx.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+        };
+        let Some(action) = actions.get(&command.action) else {
+            let _ = command
+                .reply
+                .send(Err(WriteError::UnknownAction(command.action)));
+            continue;
+        };
+        let Some(queue) = queues.get(&action.connection) else {
+            let _ = command.reply.send(Err(WriteError::NotRunning));
+            continue;
+        };
+        let write = ConnectionWrite {
+            action: action.clone(),
+            reply: command.reply,
+        };
+        match queue.try_send(write) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(write)) => {
+                let _ = write.reply.send(Err(WriteError::Busy {
+                    action: write.action.name,
+                }));
+            }
+            Err(mpsc::error::TrySendError::Closed(write)) => {
+                let _ = write.reply.send(Err(WriteError::NotRunning));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +400,8 @@ struct ConnectionTask {
     connected_once: bool,
     policy: HealthPolicy,
     stats: Arc<ModbusStats>,
+    /// Write-back actions for devices on this connection, run between polls.
+    writes: Option<mpsc::Receiver<ConnectionWrite>>,
 }
 
 impl ConnectionTask {
@@ -279,6 +450,7 @@ impl ConnectionTask {
             connected_once: false,
             policy,
             stats,
+            writes: None,
         }
     }
 
@@ -295,7 +467,14 @@ impl ConnectionTask {
                 return;
             };
             tokio::select! {
+                // Writes first: an alarm's action should not wait behind routine polls.
+                biased;
                 () = shutdown.cancelled() => break,
+                Some(write) = next_write(&mut self.writes) => {
+                    let result = self.execute_write(&write.action).await;
+                    let _ = write.reply.send(result);
+                    continue;
+                }
                 () = sleep_until(due) => {}
             }
             let started = Instant::now();
@@ -485,42 +664,118 @@ impl ConnectionTask {
         let context = self.connect(request_timeout).await?;
         context.set_slave(Slave(unit));
         ModbusStats::add(&stats.requests, 1);
-        let table = block.table.as_str();
-        let (start, count) = (block.start, block.count);
+        let request = format!(
+            "reading {} {}+{} of unit {unit}",
+            block.table.as_str(),
+            block.start,
+            block.count
+        );
         match timeout(request_timeout, read_block(context, &block)).await {
             Err(_elapsed) => {
                 ModbusStats::add(&stats.timeouts, 1);
                 // A late answer would otherwise be read as the answer to the next request.
                 self.context = None;
                 Err(PollError::Timeout {
-                    table,
-                    start,
-                    count,
+                    request,
                     timeout: request_timeout,
                 })
             }
             Ok(Err(source)) => {
                 ModbusStats::add(&stats.transport_errors, 1);
                 self.context = None;
-                Err(PollError::Transport {
-                    table,
-                    start,
-                    count,
-                    source,
-                })
+                Err(PollError::Transport { request, source })
             }
             Ok(Ok(Err(code))) => {
                 ModbusStats::add(&stats.exceptions, 1);
                 Err(PollError::Exception {
-                    table,
-                    start,
-                    count,
+                    request,
                     code: u8::from(code),
                 })
             }
             Ok(Ok(Ok(data))) => {
                 ModbusStats::add(&stats.responses, 1);
                 Ok(data)
+            }
+        }
+    }
+
+    async fn execute_write(&mut self, action: &ResolvedAction) -> Result<WriteReport, WriteError> {
+        let stats = self.stats.clone();
+        let request = format!("{} of unit {}", action.write, action.unit);
+        let result = match self.connect(action.timeout).await {
+            Err(error) => Err(error),
+            Ok(context) => {
+                context.set_slave(Slave(action.unit));
+                ModbusStats::add(&stats.requests, 1);
+                let written = match &action.write {
+                    WriteOp::Coil(address, on) => {
+                        timeout(action.timeout, context.write_single_coil(*address, *on)).await
+                    }
+                    WriteOp::Register(address, word) => {
+                        timeout(
+                            action.timeout,
+                            context.write_single_register(*address, *word),
+                        )
+                        .await
+                    }
+                    WriteOp::Registers(address, words) => {
+                        timeout(
+                            action.timeout,
+                            context.write_multiple_registers(*address, words),
+                        )
+                        .await
+                    }
+                };
+                match written {
+                    Err(_elapsed) => {
+                        ModbusStats::add(&stats.timeouts, 1);
+                        self.context = None;
+                        Err(PollError::Timeout {
+                            request: request.clone(),
+                            timeout: action.timeout,
+                        })
+                    }
+                    Ok(Err(source)) => {
+                        ModbusStats::add(&stats.transport_errors, 1);
+                        self.context = None;
+                        Err(PollError::Transport {
+                            request: request.clone(),
+                            source,
+                        })
+                    }
+                    Ok(Ok(Err(code))) => {
+                        ModbusStats::add(&stats.exceptions, 1);
+                        Err(PollError::Exception {
+                            request: request.clone(),
+                            code: u8::from(code),
+                        })
+                    }
+                    Ok(Ok(Ok(()))) => {
+                        ModbusStats::add(&stats.responses, 1);
+                        Ok(())
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                ModbusStats::add(&stats.writes, 1);
+                let description = format!("{request} via {}", self.key);
+                info!(action = %action.name, device = %action.device, %description, "Modbus write-back done");
+                Ok(WriteReport {
+                    action: action.name.clone(),
+                    device: action.device.clone(),
+                    description,
+                })
+            }
+            Err(error) => {
+                ModbusStats::add(&stats.failed_writes, 1);
+                warn!(action = %action.name, device = %action.device, error = %error, "Modbus write-back failed");
+                Err(WriteError::Failed {
+                    action: action.name.clone(),
+                    device: action.device.clone(),
+                    error,
+                })
             }
         }
     }
@@ -623,6 +878,16 @@ async fn open(
                 .map_err(|e| connect_error(io::Error::other(e)))?;
             Ok(tokio_modbus::client::rtu::attach(port))
         }
+    }
+}
+
+/// The next write for this connection; never resolves when it takes none.
+async fn next_write(
+    writes: &mut Option<mpsc::Receiver<ConnectionWrite>>,
+) -> Option<ConnectionWrite> {
+    match writes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

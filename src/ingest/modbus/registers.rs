@@ -223,6 +223,60 @@ pub fn encode_be_bytes(be: &[u8], order: WordOrder) -> Vec<u16> {
     words
 }
 
+/// The registers that hold `value` as `data_type` in `order`, for write-back. Integers must be
+/// whole and in the type's range; floats must be finite.
+pub fn encode_value(value: f64, data_type: DataType, order: WordOrder) -> Result<Vec<u16>, String> {
+    if !value.is_finite() {
+        return Err(format!("value {value} is not a finite number"));
+    }
+    let whole_in = |min: f64, max: f64| {
+        if value.fract() == 0.0 && (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "value {value} is not a whole number in the range of {}",
+                data_type.as_str()
+            ))
+        }
+    };
+    // The casts below follow a range check, so they only convert, never truncate.
+    let be: Vec<u8> = match data_type {
+        DataType::Bool => return Err("bool is written to a coil, not a register".into()),
+        DataType::U16 => {
+            whole_in(0.0, f64::from(u16::MAX))?;
+            (value as u16).to_be_bytes().to_vec()
+        }
+        DataType::I16 => {
+            whole_in(f64::from(i16::MIN), f64::from(i16::MAX))?;
+            (value as i16).to_be_bytes().to_vec()
+        }
+        DataType::U32 => {
+            whole_in(0.0, f64::from(u32::MAX))?;
+            (value as u32).to_be_bytes().to_vec()
+        }
+        DataType::I32 => {
+            whole_in(f64::from(i32::MIN), f64::from(i32::MAX))?;
+            (value as i32).to_be_bytes().to_vec()
+        }
+        DataType::F32 => {
+            if value.abs() > f64::from(f32::MAX) {
+                return Err(format!("value {value} does not fit in f32"));
+            }
+            (value as f32).to_be_bytes().to_vec()
+        }
+        DataType::U64 => {
+            whole_in(0.0, u64::MAX as f64)?;
+            (value as u64).to_be_bytes().to_vec()
+        }
+        DataType::I64 => {
+            whole_in(i64::MIN as f64, i64::MAX as f64)?;
+            (value as i64).to_be_bytes().to_vec()
+        }
+        DataType::F64 => value.to_be_bytes().to_vec(),
+    };
+    Ok(encode_be_bytes(&be, order))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +462,30 @@ mod tests {
         };
         let data = BlockData::Bits(vec![false, false, false, true]);
         assert_eq!(decode_point(&p, &block, &data), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn values_to_write_encode_in_the_configured_order_and_are_range_checked() {
+        assert_eq!(
+            encode_value(1.0, DataType::U16, WordOrder::ABCD),
+            Ok(vec![1])
+        );
+        assert_eq!(
+            encode_value(-2.0, DataType::I16, WordOrder::ABCD),
+            Ok(vec![0xFFFE])
+        );
+        assert_eq!(
+            encode_value(123.456, DataType::F32, WordOrder::CDAB),
+            Ok(vec![0xE979, 0x42F6])
+        );
+        assert_eq!(
+            encode_value(70000.0, DataType::U32, WordOrder::ABCD),
+            Ok(vec![0x0001, 0x1170])
+        );
+        assert!(encode_value(70000.0, DataType::U16, WordOrder::ABCD).is_err());
+        assert!(encode_value(1.5, DataType::I32, WordOrder::ABCD).is_err());
+        assert!(encode_value(-1.0, DataType::U64, WordOrder::ABCD).is_err());
+        assert!(encode_value(f64::NAN, DataType::F64, WordOrder::ABCD).is_err());
     }
 
     fn spans(blocks: &[ReadBlock]) -> Vec<(Table, u16, u16)> {
