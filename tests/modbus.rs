@@ -506,6 +506,7 @@ async fn values_from_a_pymodbus_server_decode_exactly() {
           {{ name = "u32_cdab", table = "holding", address = 7, type = "u32", order = "CDAB" }},
           {{ name = "i16_offset", table = "holding", address = 9, type = "i16", scale = 0.1, offset = 100.0 }},
           {{ name = "input_f32", table = "input", address = 0, type = "f32" }},
+          {{ name = "nan", table = "holding", address = 10, type = "f32" }},
           {{ name = "coil0", table = "coil", address = 0, type = "bool" }},
           {{ name = "coil1", table = "coil", address = 1, type = "bool" }},
           {{ name = "coil3", table = "coil", address = 3, type = "bool" }},
@@ -526,8 +527,14 @@ async fn values_from_a_pymodbus_server_decode_exactly() {
     assert!(!boolean(&values, "coil1"));
     assert!(boolean(&values, "coil3"));
     assert!(boolean(&values, "di1"));
+    // NaN is no value: counted and left out, while the other points still arrive and the
+    // device stays healthy.
+    assert!(!values.contains_key("nan"), "{values:?}");
+    assert_eq!(values.len(), 11, "{values:?}");
     let stats = poller.stop().await.snapshot();
-    // holding 0..10, input 0..2, coils 0..4, discrete 1: four requests per cycle.
+    assert!(stats.decode_errors >= 1, "{stats:?}");
+    assert_eq!(stats.failed_polls, 0, "{stats:?}");
+    // holding 0..12, input 0..2, coils 0..4, discrete 1: four requests per cycle.
     assert_eq!(stats.requests, stats.polls * 4, "{stats:?}");
     let _ = server.kill().await;
 }
@@ -817,14 +824,8 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         EXAMPLE
             .replace("127.0.0.1:5020", &sim.address.to_string())
             .replace("interval = \"1s\"", "interval = \"100ms\""),
+        // The example config already has `cab-1-fan-on` (coil 0 = true).
         r#"
-        [[modbus.actions]]
-        name = "cab-1-fan-on"
-        device = "cab-1"
-        table = "coil"
-        address = 0
-        value = true
-
         [[modbus.actions]]
         name = "cab-1-setpoint"
         device = "cab-1"

@@ -11,6 +11,7 @@ holding 4-5  i32 ABCD  -123456
 holding 6    u16       2345     (read with scale 0.1 -> 234.5)
 holding 7-8  u32 CDAB  3000000000
 holding 9    i16       -300
+holding 10-11 f32 ABCD NaN     (not a value: the gateway counts a decode error)
 input   0-1  f32 ABCD  0.5
 coils   0-3  1 0 1 1
 discrete 0-1 0 1
@@ -50,7 +51,7 @@ def main():
     inputs = words("f", 0.5)
     # Blocks start at 1: pymodbus maps protocol address 0 to block address 1.
     device = DeviceContext(
-        hr=ModbusSequentialDataBlock(1, holding + [0] * 6),
+        hr=ModbusSequentialDataBlock(1, holding + [0x7FC0, 0x0000] + [0] * 4),
         ir=ModbusSequentialDataBlock(1, inputs + [0] * 6),
         co=ModbusSequentialDataBlock(1, [True, False, True, True] + [False] * 4),
         di=ModbusSequentialDataBlock(1, [False, True] + [False] * 6),

@@ -909,3 +909,99 @@ async fn read_block(context: &mut Context, block: &ReadBlock) -> tokio_modbus::R
             .map(BlockData::Words),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::modbus::config::{DataType, ModbusPointConfig, WordOrder};
+
+    fn device(interval_ms: u64) -> DeviceState {
+        let config = ModbusDeviceConfig {
+            id: "d".into(),
+            school: "s".into(),
+            profile: None,
+            building: None,
+            room: None,
+            name: None,
+            transport: Transport::Tcp,
+            address: Some("127.0.0.1:1".into()),
+            serial: None,
+            baud: 9600,
+            parity: Parity::N,
+            data_bits: 8,
+            stop_bits: 1,
+            unit: 1,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(100),
+            retries: 0,
+            pause: Duration::ZERO,
+            points: vec![ModbusPointConfig {
+                name: "p".into(),
+                table: Table::Holding,
+                address: 0,
+                data_type: DataType::U16,
+                order: WordOrder::ABCD,
+                bit: None,
+                scale: 1.0,
+                offset: 0.0,
+                unit: None,
+            }],
+        };
+        DeviceState {
+            key: config.device_key(),
+            point_names: vec!["p".into()],
+            blocks: Vec::new(),
+            next_due: Instant::now(),
+            consecutive_failures: 0,
+            online: None,
+            last_decode_log: None,
+            config,
+        }
+    }
+
+    #[test]
+    fn a_good_poll_keeps_the_phase_and_skips_cycles_already_missed() {
+        let mut d = device(1000);
+        let due = Instant::now();
+        d.schedule_after_success(due, due + Duration::from_millis(30));
+        assert_eq!(d.next_due, due + Duration::from_millis(1000));
+        // A poll that ran 2.5 intervals late does not try to catch up with a burst.
+        d.schedule_after_success(due, due + Duration::from_millis(2500));
+        assert_eq!(d.next_due, due + Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn failing_polls_back_off_by_doubling_up_to_the_cap() {
+        let mut d = device(1000);
+        let now = Instant::now();
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            d.consecutive_failures += 1;
+            d.schedule_after_failure(now, Duration::from_secs(30));
+            delays.push((d.next_due - now).as_secs());
+        }
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
+        // A cap below the interval never makes polling faster than the interval.
+        d.schedule_after_failure(now, Duration::from_millis(10));
+        assert_eq!(d.next_due - now, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn exception_names_follow_the_modbus_specification() {
+        assert_eq!(exception_name(2), "illegal data address");
+        assert_eq!(exception_name(6), "server device busy");
+        assert_eq!(exception_name(0x42), "non-standard exception");
+        let busy = PollError::Exception {
+            request: "reading holding 0+2 of unit 1".into(),
+            code: 6,
+        };
+        assert!(busy.is_transient());
+        assert!(!busy.ends_cycle());
+        let timeout = PollError::Timeout {
+            request: "reading holding 0+2 of unit 1".into(),
+            timeout: Duration::from_millis(5),
+        };
+        assert!(!timeout.is_transient());
+        assert!(timeout.ends_cycle());
+    }
+}
