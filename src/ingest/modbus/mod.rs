@@ -11,6 +11,24 @@
 //! - [`registers`]: coalescing points into reads, decoding bits and registers.
 //! - [`poller`]: connection tasks, timeouts, back-off, device health.
 //! - [`actions`]: write-back actions (a rule's linkage, e.g. switch a fan on).
+//!
+//! Wiring it into the gateway:
+//!
+//! ```ignore
+//! let problems = config.modbus.validate(); // report them all, refuse to start if any
+//! for device in &config.modbus.devices {
+//!     registry.register(device.device_key(), device.device_info()); // profile, building, room
+//! }
+//! let stats = Arc::new(ModbusStats::default()); // render stats.snapshot() in /metrics
+//! let (writer, writes) = modbus::write_channel(); // writer.execute("action") from alarms
+//! tokio::spawn(modbus::run_with_writes(config.modbus, ingest_tx, stats, writes, shutdown));
+//! ```
+//!
+//! Health and faults: a poll fails on a timeout, a refused or failed connection, or an
+//! exception answer; a point that does not decode (NaN, short answer) is counted and left out,
+//! and a poll where no point decodes fails too. After `offline_after` failed polls in a row
+//! the device is reported offline (the gateway's `fault` alarm); its next good poll reports it
+//! online.
 
 pub mod actions;
 pub mod config;

@@ -148,8 +148,9 @@ pub async fn run(
     run_inner(config, out, stats, None, shutdown).await;
 }
 
-/// [`run`], also executing the write-back actions sent through the [`ModbusWriter`]
-/// (`super::actions::ModbusWriter`) paired with `writes`.
+/// [`run`], also executing the write-back actions sent through the
+/// [`ModbusWriter`](super::actions::ModbusWriter)
+/// paired with `writes`.
 pub async fn run_with_writes(
     config: ModbusConfig,
     out: mpsc::Sender<IngestEvent>,
