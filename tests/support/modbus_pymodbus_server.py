@@ -13,6 +13,8 @@ holding 7-8  u32 CDAB  3000000000
 holding 9    i16       -300
 holding 10-11 f32 ABCD NaN     (not a value: the gateway counts a decode error)
 input   0-1  f32 ABCD  0.5
+input   10   u16       77       (2-9 are unmapped: a read across them is refused with
+                                 exception 2, as many real devices do)
 coils   0-3  1 0 1 1
 discrete 0-1 0 1
 """
@@ -21,7 +23,11 @@ import asyncio
 import struct
 import sys
 
-from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.datastore import (
+    ModbusSequentialDataBlock,
+    ModbusServerContext,
+    ModbusSparseDataBlock,
+)
 
 try:  # pymodbus >= 3.10
     from pymodbus.datastore import ModbusDeviceContext as DeviceContext
@@ -49,10 +55,12 @@ def main():
         + words("h", -300)
     )
     inputs = words("f", 0.5)
+    # Sparse blocks take protocol addresses as they are.
+    sparse_inputs = {0: inputs[0], 1: inputs[1], 10: 77}
     # Blocks start at 1: pymodbus maps protocol address 0 to block address 1.
     device = DeviceContext(
         hr=ModbusSequentialDataBlock(1, holding + [0x7FC0, 0x0000] + [0] * 4),
-        ir=ModbusSequentialDataBlock(1, inputs + [0] * 6),
+        ir=ModbusSparseDataBlock(sparse_inputs),
         co=ModbusSequentialDataBlock(1, [True, False, True, True] + [False] * 4),
         di=ModbusSequentialDataBlock(1, [False, True] + [False] * 6),
     )

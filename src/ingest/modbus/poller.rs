@@ -32,7 +32,8 @@ use tracing::{debug, info, warn};
 use super::actions::{WriteCommands, WriteError, WriteReport};
 use super::config::{ActionValue, ConnectionKey, ModbusDeviceConfig, Parity, Table, Transport};
 use super::registers::{
-    decode_point, encode_value, plan_reads, BlockData, CoalesceLimits, ReadBlock,
+    bridges_gap, decode_point, encode_value, plan_reads, plan_reads_of, BlockData, CoalesceLimits,
+    ReadBlock,
 };
 use super::{ModbusConfig, ModbusStats};
 use crate::model::{
@@ -400,6 +401,7 @@ struct ConnectionTask {
     context: Option<Context>,
     connected_once: bool,
     policy: HealthPolicy,
+    limits: CoalesceLimits,
     stats: Arc<ModbusStats>,
     /// Write-back actions for devices on this connection, run between polls.
     writes: Option<mpsc::Receiver<ConnectionWrite>>,
@@ -450,6 +452,7 @@ impl ConnectionTask {
             context: None,
             connected_once: false,
             policy,
+            limits: *limits,
             stats,
             writes: None,
         }
@@ -577,16 +580,21 @@ impl ConnectionTask {
         let mut readings = Vec::new();
         let mut failure = None;
         let mut decode_failures = 0usize;
-        let block_count = self.devices[index].blocks.len();
-        for block_index in 0..block_count {
+        let mut block_index = 0;
+        while block_index < self.devices[index].blocks.len() {
             let data = match self.read_with_retries(index, block_index).await {
                 Ok(data) => data,
+                Err(error) if self.split_refused_block(index, block_index, &error) => {
+                    // Read the first of the smaller blocks now, in this same cycle.
+                    continue;
+                }
                 Err(error) => {
                     let ends_cycle = error.ends_cycle();
                     failure = Some(error);
                     if ends_cycle {
                         break;
                     }
+                    block_index += 1;
                     continue;
                 }
             };
@@ -620,11 +628,46 @@ impl ConnectionTask {
                     }
                 }
             }
+            block_index += 1;
         }
         if failure.is_none() && readings.is_empty() && decode_failures > 0 {
             failure = Some(PollError::NothingDecoded);
         }
         PollOutcome { readings, failure }
+    }
+
+    /// Many devices answer "illegal data address" to a read that spans unmapped registers. When
+    /// a read that bridges a gap is refused so, it is replaced for good by reads without gaps.
+    /// Returns whether it did that.
+    fn split_refused_block(&mut self, index: usize, block_index: usize, error: &PollError) -> bool {
+        let refused = matches!(
+            error,
+            PollError::Exception { code, .. }
+                if ExceptionCode::new(*code) == ExceptionCode::IllegalDataAddress
+        );
+        let device = &mut self.devices[index];
+        let Some(block) = device.blocks.get(block_index) else {
+            return false;
+        };
+        if !refused || !bridges_gap(block, &device.config.points) {
+            return false;
+        }
+        let no_gaps = CoalesceLimits {
+            max_register_gap: 0,
+            max_bit_gap: 0,
+            ..self.limits
+        };
+        let split = plan_reads_of(&device.config.points, block.points.clone(), &no_gaps);
+        warn!(
+            device = %device.key,
+            table = block.table.as_str(),
+            start = block.start,
+            count = block.count,
+            reads = split.len(),
+            "Modbus device refuses a read across unused addresses; reading those points without gaps from now on"
+        );
+        device.blocks.splice(block_index..=block_index, split);
+        true
     }
 
     async fn read_with_retries(

@@ -86,7 +86,17 @@ pub fn point_width(point: &ModbusPointConfig) -> u16 {
 /// one read while the hole between them is at most the gap limit and the read stays within the
 /// size limit. Assumes a validated config (addresses in range, widths within the limits).
 pub fn plan_reads(points: &[ModbusPointConfig], limits: &CoalesceLimits) -> Vec<ReadBlock> {
-    let mut order: Vec<usize> = (0..points.len()).collect();
+    plan_reads_of(points, 0..points.len(), limits)
+}
+
+/// [`plan_reads`] for the points at `indices` only (block point indices still refer to
+/// `points`).
+pub fn plan_reads_of(
+    points: &[ModbusPointConfig],
+    indices: impl IntoIterator<Item = usize>,
+    limits: &CoalesceLimits,
+) -> Vec<ReadBlock> {
+    let mut order: Vec<usize> = indices.into_iter().filter(|&i| i < points.len()).collect();
     order.sort_by_key(|&i| (points[i].table, points[i].address));
     let mut blocks: Vec<ReadBlock> = Vec::new();
     for index in order {
@@ -119,6 +129,17 @@ pub fn plan_reads(points: &[ModbusPointConfig], limits: &CoalesceLimits) -> Vec<
         });
     }
     blocks
+}
+
+/// Whether `block` also reads addresses no point of it uses (a bridged gap).
+pub fn bridges_gap(block: &ReadBlock, points: &[ModbusPointConfig]) -> bool {
+    let mut used = vec![false; usize::from(block.count)];
+    for point in block.points.iter().filter_map(|&i| points.get(i)) {
+        let from = usize::from(point.address.saturating_sub(block.start));
+        let to = (from + usize::from(point_width(point))).min(used.len());
+        used.iter_mut().take(to).skip(from).for_each(|u| *u = true);
+    }
+    used.contains(&false)
 }
 
 /// The value of `point` from the answer `data` to `block` (which must cover the point).
@@ -512,6 +533,33 @@ mod tests {
             ..limits
         };
         assert_eq!(plan_reads(&points, &no_gaps).len(), 3);
+    }
+
+    #[test]
+    fn a_bridged_gap_is_detected_and_can_be_planned_away() {
+        let points = vec![
+            point("a", Table::Input, 0, DataType::F32),
+            point("b", Table::Input, 10, DataType::U16),
+            point("c", Table::Coil, 0, DataType::Bool),
+        ];
+        let blocks = plan_reads(&points, &CoalesceLimits::default());
+        assert_eq!(
+            spans(&blocks),
+            vec![(Table::Coil, 0, 1), (Table::Input, 0, 11)]
+        );
+        assert!(!bridges_gap(&blocks[0], &points));
+        assert!(bridges_gap(&blocks[1], &points));
+        let no_gaps = CoalesceLimits {
+            max_register_gap: 0,
+            max_bit_gap: 0,
+            ..CoalesceLimits::default()
+        };
+        let split = plan_reads_of(&points, blocks[1].points.clone(), &no_gaps);
+        assert_eq!(
+            spans(&split),
+            vec![(Table::Input, 0, 2), (Table::Input, 10, 1)]
+        );
+        assert_eq!(split[1].points, vec![1]);
     }
 
     #[test]
