@@ -14,7 +14,7 @@
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use super::poller::PollError;
+use super::poller::RequestError;
 use crate::model::DeviceKey;
 
 /// Pending write commands between the gateway and the poller.
@@ -42,7 +42,7 @@ pub enum WriteError {
         action: String,
         device: DeviceKey,
         #[source]
-        error: PollError,
+        error: RequestError,
     },
 }
 

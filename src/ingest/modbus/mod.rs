@@ -42,7 +42,7 @@ pub use config::{
     ActionValue, ConnectionKey, DataType, ModbusActionConfig, ModbusConfig, ModbusDeviceConfig,
     ModbusPointConfig, Parity, Table, Transport, WordOrder,
 };
-pub use poller::{run, run_with_writes};
+pub use poller::{run, run_with_writes, RequestError};
 
 /// Counters of the Modbus ingest, rendered in `/metrics`. Low cardinality: no per-device labels.
 #[derive(Debug, Default)]

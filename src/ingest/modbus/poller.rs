@@ -45,9 +45,10 @@ const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// At most one decode-error log line per device in this period (the counter counts them all).
 const DECODE_LOG_PERIOD: Duration = Duration::from_secs(60);
 
-/// Why one poll of one device failed.
+/// Why one request (a connect, a read of a poll, or a write-back) failed, or why a poll
+/// produced nothing.
 #[derive(Debug, Error)]
-pub enum PollError {
+pub enum RequestError {
     #[error("cannot resolve `{address}`: {source}")]
     Resolve { address: String, source: io::Error },
     #[error("cannot connect to `{connection}`: {source}")]
@@ -89,18 +90,18 @@ pub fn exception_name(code: u8) -> &'static str {
     }
 }
 
-impl PollError {
+impl RequestError {
     /// Worth another attempt within the same cycle: a busy device, a dropped connection. A
     /// timeout is not: it already cost the whole budget.
     fn is_transient(&self) -> bool {
         match self {
-            PollError::Exception { code, .. } => {
+            RequestError::Exception { code, .. } => {
                 matches!(
                     ExceptionCode::new(*code),
                     ExceptionCode::ServerDeviceBusy | ExceptionCode::Acknowledge
                 )
             }
-            PollError::Transport { .. } | PollError::Connect { .. } => true,
+            RequestError::Transport { .. } | RequestError::Connect { .. } => true,
             _ => false,
         }
     }
@@ -109,10 +110,10 @@ impl PollError {
     fn ends_cycle(&self) -> bool {
         matches!(
             self,
-            PollError::Timeout { .. }
-                | PollError::ConnectTimeout { .. }
-                | PollError::Connect { .. }
-                | PollError::Resolve { .. }
+            RequestError::Timeout { .. }
+                | RequestError::ConnectTimeout { .. }
+                | RequestError::Connect { .. }
+                | RequestError::Resolve { .. }
         )
     }
 }
@@ -389,7 +390,7 @@ impl DeviceState {
 /// What one poll produced.
 struct PollOutcome {
     readings: Vec<Reading>,
-    failure: Option<PollError>,
+    failure: Option<RequestError>,
 }
 
 struct ConnectionTask {
@@ -631,7 +632,7 @@ impl ConnectionTask {
             block_index += 1;
         }
         if failure.is_none() && readings.is_empty() && decode_failures > 0 {
-            failure = Some(PollError::NothingDecoded);
+            failure = Some(RequestError::NothingDecoded);
         }
         PollOutcome { readings, failure }
     }
@@ -639,10 +640,15 @@ impl ConnectionTask {
     /// Many devices answer "illegal data address" to a read that spans unmapped registers. When
     /// a read that bridges a gap is refused so, it is replaced for good by reads without gaps.
     /// Returns whether it did that.
-    fn split_refused_block(&mut self, index: usize, block_index: usize, error: &PollError) -> bool {
+    fn split_refused_block(
+        &mut self,
+        index: usize,
+        block_index: usize,
+        error: &RequestError,
+    ) -> bool {
         let refused = matches!(
             error,
-            PollError::Exception { code, .. }
+            RequestError::Exception { code, .. }
                 if ExceptionCode::new(*code) == ExceptionCode::IllegalDataAddress
         );
         let device = &mut self.devices[index];
@@ -674,7 +680,7 @@ impl ConnectionTask {
         &mut self,
         index: usize,
         block_index: usize,
-    ) -> Result<BlockData, PollError> {
+    ) -> Result<BlockData, RequestError> {
         let (retries, pause, request_timeout) = {
             let config = &self.devices[index].config;
             (config.retries, config.pause, config.timeout)
@@ -700,7 +706,7 @@ impl ConnectionTask {
         &mut self,
         index: usize,
         block_index: usize,
-    ) -> Result<BlockData, PollError> {
+    ) -> Result<BlockData, RequestError> {
         let request_timeout = self.devices[index].config.timeout;
         let unit = self.devices[index].config.unit;
         let block = self.devices[index].blocks[block_index].clone();
@@ -719,7 +725,7 @@ impl ConnectionTask {
                 ModbusStats::add(&stats.timeouts, 1);
                 // A late answer would otherwise be read as the answer to the next request.
                 self.context = None;
-                Err(PollError::Timeout {
+                Err(RequestError::Timeout {
                     request,
                     timeout: request_timeout,
                 })
@@ -727,11 +733,11 @@ impl ConnectionTask {
             Ok(Err(source)) => {
                 ModbusStats::add(&stats.transport_errors, 1);
                 self.context = None;
-                Err(PollError::Transport { request, source })
+                Err(RequestError::Transport { request, source })
             }
             Ok(Ok(Err(code))) => {
                 ModbusStats::add(&stats.exceptions, 1);
-                Err(PollError::Exception {
+                Err(RequestError::Exception {
                     request,
                     code: u8::from(code),
                 })
@@ -774,7 +780,7 @@ impl ConnectionTask {
                     Err(_elapsed) => {
                         ModbusStats::add(&stats.timeouts, 1);
                         self.context = None;
-                        Err(PollError::Timeout {
+                        Err(RequestError::Timeout {
                             request: request.clone(),
                             timeout: action.timeout,
                         })
@@ -782,14 +788,14 @@ impl ConnectionTask {
                     Ok(Err(source)) => {
                         ModbusStats::add(&stats.transport_errors, 1);
                         self.context = None;
-                        Err(PollError::Transport {
+                        Err(RequestError::Transport {
                             request: request.clone(),
                             source,
                         })
                     }
                     Ok(Ok(Err(code))) => {
                         ModbusStats::add(&stats.exceptions, 1);
-                        Err(PollError::Exception {
+                        Err(RequestError::Exception {
                             request: request.clone(),
                             code: u8::from(code),
                         })
@@ -825,7 +831,7 @@ impl ConnectionTask {
     }
 
     /// The open context, connecting first if there is none.
-    async fn connect(&mut self, connect_timeout: Duration) -> Result<&mut Context, PollError> {
+    async fn connect(&mut self, connect_timeout: Duration) -> Result<&mut Context, RequestError> {
         if self.context.is_none() {
             let opened = timeout(
                 connect_timeout,
@@ -836,7 +842,7 @@ impl ConnectionTask {
                 Err(_elapsed) => {
                     ModbusStats::add(&self.stats.timeouts, 1);
                     ModbusStats::add(&self.stats.connect_errors, 1);
-                    return Err(PollError::ConnectTimeout {
+                    return Err(RequestError::ConnectTimeout {
                         connection: self.key.clone(),
                         timeout: connect_timeout,
                     });
@@ -857,7 +863,7 @@ impl ConnectionTask {
         match self.context.as_mut() {
             Some(context) => Ok(context),
             // Just set above; kept as an error rather than a panic.
-            None => Err(PollError::Connect {
+            None => Err(RequestError::Connect {
                 connection: self.key.clone(),
                 source: io::Error::other("connection vanished"),
             }),
@@ -870,8 +876,8 @@ async fn open(
     key: ConnectionKey,
     transport: Transport,
     line: (u32, Parity, u8, u8),
-) -> Result<Context, PollError> {
-    let connect_error = |source: io::Error| PollError::Connect {
+) -> Result<Context, RequestError> {
+    let connect_error = |source: io::Error| RequestError::Connect {
         connection: key.clone(),
         source,
     };
@@ -879,12 +885,12 @@ async fn open(
         (ConnectionKey::Network(address), transport) => {
             let socket_address = tokio::net::lookup_host(address.as_str())
                 .await
-                .map_err(|source| PollError::Resolve {
+                .map_err(|source| RequestError::Resolve {
                     address: address.clone(),
                     source,
                 })?
                 .next()
-                .ok_or_else(|| PollError::Resolve {
+                .ok_or_else(|| RequestError::Resolve {
                     address: address.clone(),
                     source: io::Error::new(io::ErrorKind::NotFound, "no address"),
                 })?;
@@ -1035,13 +1041,13 @@ mod tests {
         assert_eq!(exception_name(2), "illegal data address");
         assert_eq!(exception_name(6), "server device busy");
         assert_eq!(exception_name(0x42), "non-standard exception");
-        let busy = PollError::Exception {
+        let busy = RequestError::Exception {
             request: "reading holding 0+2 of unit 1".into(),
             code: 6,
         };
         assert!(busy.is_transient());
         assert!(!busy.ends_cycle());
-        let timeout = PollError::Timeout {
+        let timeout = RequestError::Timeout {
             request: "reading holding 0+2 of unit 1".into(),
             timeout: Duration::from_millis(5),
         };
