@@ -3,6 +3,7 @@
 //! `meta`, so the gateway learns them like real ones; a schedule of scenarios makes alarms
 //! appear within the first minute.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use campusguard_sim::{Scenario, ScheduledScenario, SimConfig};
@@ -57,6 +58,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .iter()
         .find(|t| t.role.handles_alarms())
         .and_then(|t| t.secret());
+    // The simulated Modbus cabinets the demo config polls. A taken port only costs the demo
+    // its Modbus cabinet (which then shows as offline), not the rest.
+    let modbus_addrs: std::collections::BTreeSet<String> = config
+        .modbus
+        .devices
+        .iter()
+        .filter_map(|d| d.address.clone())
+        .collect();
+    for addr in modbus_addrs {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(listener) => {
+                let behaviour = Arc::new(campusguard_sim::modbus::Behaviour::new(true));
+                let stop = shutdown.child_token();
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        campusguard_sim::modbus::serve(listener, 2, behaviour, stop).await
+                    {
+                        warn!(error = %e, "simulated Modbus cabinets stopped");
+                    }
+                });
+            }
+            Err(e) => warn!(%addr, error = %e, "cannot serve the simulated Modbus cabinets"),
+        }
+    }
     let gateway = crate::start(config, shutdown.clone()).await?;
     let sim_stop = shutdown.child_token();
     let sim_task = tokio::spawn(async move {

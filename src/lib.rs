@@ -2,7 +2,7 @@
 //!
 //! A reading flows through these modules, in this order:
 //!
-//! - [`ingest`]: MQTT (device protocol v1) turns device traffic into
+//! - [`ingest`]: MQTT (device protocol v1) and Modbus pollers turn device traffic into
 //!   [`IngestEvent`](model::IngestEvent)s on a bounded channel.
 //! - [`pipeline`]: the core task. Owns the device registry, the live cache, the
 //!   [`rules`] engine and the [`alarms`] book; evaluates every reading in order per sensor.
@@ -10,7 +10,8 @@
 //!   staleness, sensor faults) → condition changes.
 //! - [`alarms`]: the ISA-18.2 lifecycle; transitions are journaled in the [`store`] before
 //!   they are broadcast.
-//! - [`store`]: the local SQLite store (history of readings, alarms, journal).
+//! - [`store`]: the local SQLite store (history of readings, alarms, journal) and the
+//!   time-series sink (InfluxDB v2/v1 with a disk spool).
 //! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors.
 //! - [`broker`]: the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //!   simulator in one process.
@@ -105,6 +106,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     } else {
         None
     };
+    if !config.modbus.devices.is_empty() {
+        tracker.spawn(ingest::modbus::run(
+            config.modbus.clone(),
+            ingest_tx.clone(),
+            metrics.modbus.clone(),
+            ingest_stop.clone(),
+        ));
+    }
     tracker.spawn(ingest::mqtt::run(
         config.mqtt.clone(),
         mqtt_link,

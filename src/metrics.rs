@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
+use crate::ingest::modbus::ModbusStats;
 use crate::ingest::mqtt::decode::Reject;
 use crate::model::{AlarmClass, Source};
 use crate::store::timeseries::TimeseriesStats;
@@ -46,6 +47,8 @@ pub struct Metrics {
     reject_log: RateLimitedLog,
     /// Counters of the time-series sink (rendered at scrape).
     pub timeseries: Arc<TimeseriesStats>,
+    /// Counters of the Modbus pollers (rendered at scrape).
+    pub modbus: Arc<ModbusStats>,
 }
 
 impl Metrics {
@@ -146,7 +149,56 @@ impl Metrics {
             journal_write_errors,
             reject_log: RateLimitedLog::new(Duration::from_secs(10)),
             timeseries: Arc::new(TimeseriesStats::default()),
+            modbus: Arc::new(ModbusStats::default()),
         }
+    }
+
+    fn modbus_lines(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+        let m = self.modbus.snapshot();
+        vec![
+            (
+                "modbus_requests",
+                "counter",
+                "Modbus read requests sent",
+                m.requests as f64,
+            ),
+            (
+                "modbus_timeouts",
+                "counter",
+                "Modbus requests that timed out",
+                m.timeouts as f64,
+            ),
+            (
+                "modbus_exceptions",
+                "counter",
+                "Modbus exception answers",
+                m.exceptions as f64,
+            ),
+            (
+                "modbus_decode_errors",
+                "counter",
+                "Modbus points that did not decode",
+                m.decode_errors as f64,
+            ),
+            (
+                "modbus_reconnects",
+                "counter",
+                "Modbus reconnections",
+                m.reconnects as f64,
+            ),
+            (
+                "modbus_failed_polls",
+                "counter",
+                "Modbus device polls that failed",
+                m.failed_polls as f64,
+            ),
+            (
+                "modbus_polls",
+                "counter",
+                "Modbus device polls",
+                m.polls as f64,
+            ),
+        ]
     }
 
     pub fn reading_accepted(&self, source: Source, n: u64) {
@@ -249,7 +301,10 @@ impl Metrics {
                 "Age of the oldest spooled batch",
                 oldest,
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.modbus_lines())
+        {
             let suffix = if kind == "counter" { "_total" } else { "" };
             out.push_str(&format!(
                 "# HELP campusguard_{name} {help}.\n# TYPE campusguard_{name} {kind}\ncampusguard_{name}{suffix} {value}\n"

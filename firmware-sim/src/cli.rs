@@ -32,6 +32,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Print the campus devices and the scenario names.
     List,
+    /// Serve simulated Modbus chemical cabinets (TCP, RTU over TCP, or RTU on a serial port).
+    Modbus(crate::modbus::ModbusArgs),
 }
 
 /// Broker connection options shared by `run` and `load`.
@@ -195,6 +197,13 @@ pub async fn main(cli: Cli) -> ExitCode {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     match cli.command {
+        Command::Modbus(args) => match crate::modbus::run_cli(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::List => {
             print!("{}", list(&Campus::demo()));
             ExitCode::SUCCESS

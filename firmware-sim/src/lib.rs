@@ -26,6 +26,7 @@ pub mod cli;
 pub mod device;
 pub mod garbage;
 pub mod load;
+pub mod modbus;
 pub mod publish;
 pub mod scenario;
 pub mod sim;

@@ -43,6 +43,8 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     #[serde(default)]
     pub timeseries: crate::store::timeseries::TimeseriesConfig,
+    #[serde(default)]
+    pub modbus: crate::ingest::modbus::ModbusConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -268,6 +270,7 @@ impl Config {
         problems.extend(self.http.validate());
         problems.extend(self.storage.validate());
         problems.extend(self.timeseries.validate());
+        problems.extend(self.modbus.validate());
         if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
             problems.push("pipeline: channel capacities must be at least 1".into());
         }
@@ -307,6 +310,20 @@ impl Config {
                 }
             }
         }
+        for device in &self.modbus.devices {
+            let key = device.device_key().to_string();
+            if !seen.insert(key.clone()) {
+                problems.push(format!(
+                    "modbus device {key}: also defined in [[devices]] or twice in [[modbus.devices]]"
+                ));
+            }
+            match &device.profile {
+                Some(p) if !self.profiles.profiles.contains_key(p) => {
+                    problems.push(format!("modbus device {key}: unknown profile `{p}`"))
+                }
+                _ => {}
+            }
+        }
         problems
     }
 
@@ -335,7 +352,11 @@ impl Config {
                 .join(", "),
             rules
         ));
-        out.push_str(&format!("devices in config: {}\n", self.devices.len()));
+        out.push_str(&format!(
+            "devices in config: {} (+ {} Modbus)\n",
+            self.devices.len(),
+            self.modbus.devices.len()
+        ));
         out.push_str(&format!(
             "sinks: local history in {} (retention {}); time series: {}\n",
             self.storage.data_dir.display(),

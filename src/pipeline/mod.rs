@@ -119,6 +119,17 @@ impl Core {
             }
             registry.register_config(key, device);
         }
+        for device in &config.modbus.devices {
+            let key = device.device_key();
+            let info = device.device_info();
+            if let Some(profile) = &info.profile {
+                if let Err(e) = engine.register_device(&key, profile, &BTreeMap::new(), now) {
+                    warn!(device = %key, error = ?e, "Modbus device not registered");
+                    continue;
+                }
+            }
+            registry.register_configured(key, info);
+        }
         let (open, max_id) = store.load_open_alarms().await?;
         // Conditions of devices not registered yet (announced by meta later) wait for them.
         let pending_restore = open

@@ -114,6 +114,11 @@ impl Registry {
             room: device.room.clone(),
             name: device.name.clone(),
         };
+        self.register_configured(key, info);
+    }
+
+    /// A device the config defines (`[[devices]]` or `[[modbus.devices]]`).
+    pub fn register_configured(&mut self, key: DeviceKey, info: DeviceInfo) {
         self.devices
             .insert(key.clone(), Self::entry(key, Registration::Config, info));
     }
