@@ -226,7 +226,9 @@ async fn the_poller_decodes_the_documented_values_the_simulator_serves() {
                 assert!(readings.iter().all(|r| r.sensor.school.as_ref() == "xhsy"));
                 seen.insert(device, readings);
             }
-            IngestEvent::Meta { .. } => panic!("the poller sends no meta"),
+            IngestEvent::Meta { .. } | IngestEvent::Ack(_) => {
+                panic!("the poller sends no meta and no acks")
+            }
         }
     }
     online.sort_by(|a, b| a.0.cmp(&b.0));
