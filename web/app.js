@@ -111,6 +111,12 @@
     await loadDevices();
     await loadAlarms();
     openStream();
+    // The machine lost its network: say so now rather than when the next keep-alive is missed.
+    window.addEventListener("offline", () => {
+      if (state.source) state.source.close();
+      state.source = null; state.streamUp = false; renderStreamState();
+    });
+    window.addEventListener("online", () => openStream());
     setInterval(loadKpis, 30000);
     setInterval(loadDevices, 60000);
     setInterval(beepIfNeeded, 2000);
@@ -203,7 +209,7 @@
       if (latched) actions.push(h("button", { class: "reset", onclick: () => alarmAction(a, "reset") }, t("reset")));
     }
     return h("tr", { class: ["alarm", a.class, unacked ? "unacked" : "acked"].join(" "),
-      dataset: { id: a.id, state: a.state, class: a.class, sensor: a.sensor } },
+      dataset: { id: a.id, state: a.state, class: a.class, sensor: a.sensor, rule: a.rule } },
       h("td", {}, h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
         a.id === firstId ? h("span", { class: "badge first" }, t("first_alarm")) : null,
         a.drill ? h("span", { class: "badge drill" }, t("drill")) : null),
