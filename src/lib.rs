@@ -153,14 +153,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         store: store.clone(),
         alarm_stream,
         metrics: metrics.clone(),
-        auth: Arc::new(
-            api::auth::Authenticator::new(&config.http).with_sessions(
-                users::sessions::SessionTable::new(
-                    config.users.session_ttl,
-                    config.users.max_sessions,
-                ),
-            ),
-        ),
+        auth: Arc::new(api::auth::Authenticator::new(&config.http).with_sessions(
+            users::sessions::SessionTable::new(config.users.session_ttl, config.users.max_sessions),
+        )),
         max_body_bytes: config.http.max_body_bytes,
         mqtt_required: true,
         shutdown: shutdown.clone(),

@@ -72,7 +72,9 @@ fn repo() -> PathBuf {
 fn browser_ready() -> Result<(), String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
-        return Err(format!("{chromium} not found (apt-get install -y chromium)"));
+        return Err(format!(
+            "{chromium} not found (apt-get install -y chromium)"
+        ));
     }
     let node = std::process::Command::new("node").arg("--version").output();
     if !node.is_ok_and(|o| o.status.success()) {
@@ -127,8 +129,11 @@ async fn every_role_uses_the_console_in_a_real_browser() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    dev.publish(&gw.topic(OWN, "heat-a201", "telemetry"), r#"{"temp_c":24.0}"#)
-        .await;
+    dev.publish(
+        &gw.topic(OWN, "heat-a201", "telemetry"),
+        r#"{"temp_c":24.0}"#,
+    )
+    .await;
 
     // Six hours of cabinet history, one reading every 20 minutes, then the current values.
     let now = campusguard::model::now_ms();
@@ -195,8 +200,11 @@ async fn every_role_uses_the_console_in_a_real_browser() {
         while let Some(line) = lines.next_line().await.unwrap() {
             println!("[browser] {line}");
             if line == "NEED fire" {
-                dev.publish(&gw.topic(OWN, "heat-a201", "telemetry"), r#"{"temp_c":82.0}"#)
-                    .await;
+                dev.publish(
+                    &gw.topic(OWN, "heat-a201", "telemetry"),
+                    r#"{"temp_c":82.0}"#,
+                )
+                .await;
                 stdin.write_all(b"fire published\n").await.unwrap();
                 stdin.flush().await.unwrap();
             }
@@ -212,5 +220,282 @@ async fn every_role_uses_the_console_in_a_real_browser() {
     println!("screenshots in {}", artifacts.display());
     assert!(status.success(), "browser suite failed: {last}");
     assert!(last.ends_with(" 0 failed"), "{last}");
+    gw.stop().await;
+}
+
+/// Logs in over HTTP; returns the status and the `cg_session=…` pair of the cookie, if set.
+async fn login(gw: &TestGateway, name: &str, password: &str) -> (u16, Option<String>) {
+    let resp = reqwest::Client::new()
+        .post(gw.url("/login"))
+        .json(&json!({"name": name, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            assert!(
+                v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+                "{v}"
+            );
+            v.split(';').next().unwrap().to_string()
+        });
+    (resp.status().as_u16(), cookie)
+}
+
+async fn with_cookie(
+    gw: &TestGateway,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, gw.url(path))
+        .header("cookie", cookie);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn a_session_cookie_acts_for_its_user_on_the_api_wherever_a_token_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::embedded("session", dir.path());
+    setup.extra_toml = users_toml();
+    let gw = TestGateway::start(&setup).await;
+    let dev = Device::connect(gw.mqtt_port, &unique("session-dev")).await;
+    let mut stream = AlarmStream::open(&gw, OPERATOR_TOKEN).await;
+    for school in [OWN, OTHER] {
+        announce(
+            &gw,
+            &dev,
+            school,
+            "cab-1",
+            r#"{"profile":"chem_cabinet","name":"柜1"}"#,
+        )
+        .await;
+    }
+    // The gateway learns the devices from their meta before their readings arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for school in [OWN, OTHER] {
+        dev.publish(&gw.topic(school, "cab-1", "telemetry"), r#"{"lel_pct":40}"#)
+            .await;
+    }
+    let mut ids = std::collections::HashMap::new();
+    while ids.len() < 2 {
+        let e = stream
+            .next_matching(Duration::from_secs(5), |e| e["transition"] == "raised")
+            .await;
+        ids.insert(
+            e["school"].as_str().unwrap().to_string(),
+            e["id"].as_u64().unwrap(),
+        );
+    }
+
+    // Without a login, nothing (public_read is off).
+    let (status, _) = gw.get_json("/api/v1/session", None).await;
+    assert_eq!(status, 401);
+    let (status, none) = login(&gw, "op.li", "wrong-password").await;
+    assert_eq!((status, none), (401, None));
+
+    let (status, cookie) = login(&gw, "lab.wang", "lab-pass-12345").await;
+    assert_eq!(status, 200);
+    let lab = cookie.unwrap();
+    let (status, me) = with_cookie(&gw, reqwest::Method::GET, "/api/v1/session", &lab, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        me,
+        json!({"name": "lab.wang", "role": "lab_manager", "schools": [OWN]})
+    );
+    // Scoped like a token: the other school's alarm is invisible and may not be acknowledged.
+    let (_, alarms) = with_cookie(&gw, reqwest::Method::GET, "/api/v1/alarms", &lab, None).await;
+    let schools: Vec<_> = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["school"].clone())
+        .collect();
+    assert_eq!(schools, vec![json!(OWN)]);
+    let (status, _) = with_cookie(
+        &gw,
+        reqwest::Method::POST,
+        &format!("/api/v1/alarms/{}/ack", ids[OTHER]),
+        &lab,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, acked) = with_cookie(
+        &gw,
+        reqwest::Method::POST,
+        &format!("/api/v1/alarms/{}/ack", ids[OWN]),
+        &lab,
+        Some(json!({"comment": "已通风"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["user"], "lab.wang");
+
+    // A bureau session may read everything but not act on alarms.
+    let (_, cookie) = login(&gw, "bureau.chen", "bureau-pass-123").await;
+    let bureau = cookie.unwrap();
+    let (status, _) = with_cookie(
+        &gw,
+        reqwest::Method::POST,
+        &format!("/api/v1/alarms/{}/ack", ids[OTHER]),
+        &bureau,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Logout ends the session on the server, not only in the browser.
+    let (status, _) = with_cookie(&gw, reqwest::Method::POST, "/logout", &lab, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = with_cookie(&gw, reqwest::Method::GET, "/api/v1/alarms", &lab, None).await;
+    assert_eq!(status, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_user_name_even_for_the_right_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::embedded("throttle", dir.path());
+    setup.extra_toml = format!(
+        "[users]\nmax_failed_logins = 3\nlockout = \"1m\"\n{}",
+        users_toml()
+    );
+    let gw = TestGateway::start(&setup).await;
+    for _ in 0..3 {
+        assert_eq!(login(&gw, "op.li", "guess-guess").await.0, 401);
+    }
+    assert_eq!(login(&gw, "op.li", "operator-pass-1").await.0, 429);
+    // Another user name is not affected.
+    assert_eq!(login(&gw, "admin", "admin-pass-1234").await.0, 200);
+    gw.stop().await;
+}
+
+#[test]
+fn a_seeded_admin_without_a_password_stops_the_config_from_loading() {
+    let text = "[[users.seed]]\nname = \"admin\"\nrole = \"admin\"\n";
+    let err = campusguard::config::Config::from_toml(text, Path::new("gw.toml"), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin without a password"), "{err}");
+    let text = "[[users.seed]]\nname = \"ops\"\nrole = \"operator\"\npassword = \"short\"\n";
+    let err = campusguard::config::Config::from_toml(text, Path::new("gw.toml"), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shorter than 8"), "{err}");
+}
+
+#[tokio::test]
+async fn users_added_and_changed_on_the_command_line_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::embedded("cli", dir.path());
+    setup.config(); // writes the profiles file next to the config
+    let config_path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config_path,
+        format!("[storage]\ndata_dir = \"{}\"\n", setup.data_dir.display()),
+    )
+    .unwrap();
+    let cli = |args: &[&str], password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_campusguard"))
+            .arg("users")
+            .args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .env("CG_TEST_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let out = cli(
+        &[
+            "add",
+            "--name",
+            "zhou",
+            "--role",
+            "school_safety",
+            "--school",
+            OWN,
+            "--password-env",
+            "CG_TEST_PASSWORD",
+        ],
+        "first-password",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(
+        &[
+            "add",
+            "--name",
+            "zhou",
+            "--role",
+            "operator",
+            "--password-env",
+            "CG_TEST_PASSWORD",
+        ],
+        "another-one",
+    );
+    assert!(
+        !out.status.success(),
+        "a second user of the same name is refused"
+    );
+    let out = cli(
+        &[
+            "add",
+            "--name",
+            "x",
+            "--role",
+            "root",
+            "--password-env",
+            "CG_TEST_PASSWORD",
+        ],
+        "long-enough",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
+    let out = cli(
+        &[
+            "passwd",
+            "--name",
+            "zhou",
+            "--password-env",
+            "CG_TEST_PASSWORD",
+        ],
+        "second-password",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["list"], "");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(listed, format!("zhou\tschool_safety\t{OWN}\n"));
+    assert!(!listed.contains("argon2"), "never the hash");
+
+    let gw = TestGateway::start(&setup).await;
+    assert_eq!(login(&gw, "zhou", "first-password").await.0, 401);
+    let (status, cookie) = login(&gw, "zhou", "second-password").await;
+    assert_eq!(status, 200);
+    let (_, me) = with_cookie(
+        &gw,
+        reqwest::Method::GET,
+        "/api/v1/session",
+        &cookie.unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(me["role"], "school_safety");
     gw.stop().await;
 }

@@ -140,7 +140,9 @@ async fn login(
     let Json(body) = body?;
     let name = body.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 64 || body.password.chars().count() > 1024 {
-        return Err(ApiError::bad_request("name or password missing or too long"));
+        return Err(ApiError::bad_request(
+            "name or password missing or too long",
+        ));
     }
     if let LoginGate::Locked { retry_after } = state.login_limiter.check(&name) {
         log_failed_login(&name, 0, "locked after too many failures");

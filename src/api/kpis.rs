@@ -22,8 +22,8 @@ pub const FLOOD_WINDOW_MS: i64 = 10 * 60_000;
 pub const FLOOD_THRESHOLD: usize = 10;
 pub const CHATTER_WINDOW_MS: i64 = 60_000;
 pub const CHATTER_CYCLES: usize = 3;
-pub const STALE_AFTER_MS: i64 = 24 * 3600_000;
-const HOUR_MS: i64 = 3600_000;
+pub const STALE_AFTER_MS: i64 = 24 * 3_600_000;
+const HOUR_MS: i64 = 3_600_000;
 /// Journal rows read for one answer at most (a day of a very bad flood).
 const MAX_ROWS: i64 = 200_000;
 
@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn a_quiet_day_is_within_the_guideline() {
-        let raises: Vec<_> = (0..5).map(|i| raise(NOW - i * 600_000, "a")).rev().collect();
+        let raises: Vec<_> = (0..5)
+            .map(|i| raise(NOW - i * 600_000, "a"))
+            .rev()
+            .collect();
         let k = compute(NOW, &raises, vec![]);
         assert_eq!(k.alarms_last_hour, 5);
         assert!(!k.over_guideline);

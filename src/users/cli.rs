@@ -26,7 +26,8 @@ pub enum UsersCommand {
 
 fn read_password(env: Option<&str>) -> anyhow::Result<String> {
     if let Some(var) = env {
-        return std::env::var(var).map_err(|_| anyhow::anyhow!("environment variable {var} is not set"));
+        return std::env::var(var)
+            .map_err(|_| anyhow::anyhow!("environment variable {var} is not set"));
     }
     eprintln!("password (one line on standard input):");
     let mut line = String::new();
@@ -64,9 +65,7 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
                     "{}\t{}\t{}",
                     u.name,
                     u.role.as_str(),
-                    u.schools
-                        .map(|s| s.join(","))
-                        .unwrap_or_else(|| "*".into())
+                    u.schools.map(|s| s.join(",")).unwrap_or_else(|| "*".into())
                 );
             }
             Ok(())

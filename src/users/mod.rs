@@ -204,7 +204,13 @@ impl UserStore {
         .await?;
         let (user, phc) = match row {
             Some(r) => (
-                Some(decode_user(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))?),
+                Some(decode_user(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                )?),
                 r.get::<String, _>(5),
             ),
             None => (None, dummy_hash().to_string()),
@@ -239,7 +245,9 @@ impl UserStore {
                 .add(&user.name, user.role, user.schools.clone(), &password)
                 .await
             {
-                Ok(()) => info!(user = %user.name, role = user.role.as_str(), "created console user from config"),
+                Ok(()) => {
+                    info!(user = %user.name, role = user.role.as_str(), "created console user from config")
+                }
                 Err(UserError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
