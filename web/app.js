@@ -424,12 +424,14 @@
       chart.append(Object.assign(svg("text", { x: 150, y: 48, "text-anchor": "middle" }), { textContent: t("no_data") }));
       return;
     }
+    // The x axis spans the last 24 h, or less when the history is younger (a new device).
+    const from = Math.max(to - 86400000, points[0].ts);
+    const span = Math.max(to - from, 60000);
     // At most ~300 points: keep the min and max of each bucket so spikes stay visible.
     const buckets = 150;
-    const from = to - 86400000;
     const byBucket = new Map();
     for (const p of points) {
-      const b = Math.min(buckets - 1, Math.floor(((p.ts - from) / 86400000) * buckets));
+      const b = Math.min(buckets - 1, Math.max(0, Math.floor(((p.ts - from) / span) * buckets)));
       const cur = byBucket.get(b);
       if (!cur) byBucket.set(b, { min: p, max: p });
       else { if (p.value < cur.min.value) cur.min = p; if (p.value > cur.max.value) cur.max = p; }
@@ -437,12 +439,13 @@
     const kept = [...byBucket.values()].flatMap((b) => (b.min === b.max ? [b.min] : [b.min, b.max])).sort((a, b) => a.ts - b.ts);
     let lo = Math.min(...kept.map((p) => p.value)), hi = Math.max(...kept.map((p) => p.value));
     if (hi - lo < 1) { hi += 0.5; lo -= 0.5; }
-    const x = (ts) => ((ts - from) / 86400000) * 300;
+    const x = (ts) => ((ts - from) / span) * 300;
     const y = (v) => 80 - ((v - lo) / (hi - lo)) * 70;
     chart.append(svg("polyline", { points: kept.map((p) => x(p.ts).toFixed(1) + "," + y(p.value).toFixed(1)).join(" ") }));
     const label = (tx, ty, text, anchor) => { const e = svg("text", { x: tx, y: ty, "text-anchor": anchor || "start" }); e.textContent = text; return e; };
+    const hhmm = (ms) => new Date(ms).toLocaleTimeString(I.lang === "en" ? "en-GB" : "zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false });
     chart.append(label(2, 10, hi.toFixed(1) + " °C"), label(2, 88, lo.toFixed(1) + " °C"),
-      label(298, 88, I.fmtTime(to).slice(-8, -3), "end"));
+      label(48, 88, "← " + hhmm(from)), label(298, 88, hhmm(to), "end"));
     chart.dataset.points = String(points.length);
   }
 
