@@ -208,6 +208,15 @@ async fn every_role_uses_the_console_in_a_real_browser() {
                 stdin.write_all(b"fire published\n").await.unwrap();
                 stdin.flush().await.unwrap();
             }
+            if line == "NEED fire out" {
+                dev.publish(
+                    &gw.topic(OWN, "heat-a201", "telemetry"),
+                    r#"{"temp_c":25.0}"#,
+                )
+                .await;
+                stdin.write_all(b"fire out published\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
             if !line.trim().is_empty() {
                 last = line;
             }

@@ -219,6 +219,32 @@ try {
     await page.click("#lang-switch");
   });
 
+  await test("a latched fire alarm gets a reset button once the heat is gone, and the reset clears it", async () => {
+    const page = pages.operator;
+    const row = `tr.alarm.fire[data-sensor="${fixture.fire_sensor}"][data-rule="${fixture.fire_rule}"]`;
+    const answer = await ask("fire out");
+    assert(answer === "fire out published", `unexpected answer ${answer}`);
+    await page.waitForSelector(`${row} button.reset`, { timeout: 5000 });
+    assert((await page.textContent(`${row} .state`)).includes("已锁存"), "latched shown");
+    await page.click(`${row} button.reset`);
+    await page.fill('#action-dialog textarea[name="comment"]', "现场确认无火情，已复位");
+    await page.click("#action-submit");
+    await page.waitForSelector(row, { state: "detached", timeout: 3000 });
+  });
+
+  await test("the operator shelves an alarm with a reason and it moves to the shelved list", async () => {
+    const page = pages.operator;
+    const gasRow = `#board-body tr.alarm.gas[data-sensor="${fixture.alarmed_cabinet}/lel_pct"]`;
+    await page.click(`${gasRow} button.shelve`);
+    await page.selectOption('#action-dialog select[name="duration"]', "1h");
+    await page.fill('#action-dialog textarea[name="reason"]', "通风维修中，暂时搁置");
+    await page.click("#action-submit");
+    await page.waitForSelector(gasRow, { state: "detached", timeout: 3000 });
+    await page.waitForFunction(() => document.querySelector("#shelved-count").textContent === "1", null, { timeout: 3000 });
+    await page.click("#shelved-box summary");
+    await shot(page, "control-room-shelved");
+  });
+
   await test("the board shows a disconnected state when the stream drops and recovers by itself", async () => {
     const page = pages.admin;
     await page.waitForSelector('#stream-state[data-state="connected"]', { timeout: 5000 });
