@@ -2,7 +2,7 @@
 //! console users seeded from config), publishes chemical-cabinet readings over MQTT, and runs
 //! the Playwright suite `tests/console/run.mjs` against it with Debian's Chromium. The suite
 //! asks for a fire over its stdout (`NEED fire`); this test publishes it over MQTT and answers
-//! on its stdin. Screenshots land in `target/console-artifacts/`.
+//! on its stdin. Screenshots land in `target/console-artifacts/` (or `$CG_CONSOLE_ARTIFACTS`).
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci` in `tests/console` (done here when
 //! `node_modules` is missing). Outside CI the test is skipped when node or Chromium is absent.
@@ -171,10 +171,9 @@ async fn every_role_uses_the_console_in_a_real_browser() {
     // Let the history writer flush.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let artifacts = std::env::var("CARGO_TARGET_DIR")
+    let artifacts = std::env::var_os("CG_CONSOLE_ARTIFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target"))
-        .join("console-artifacts");
+        .unwrap_or_else(|| repo().join("target/console-artifacts"));
     let fixture = json!({
         "fire_sensor": format!("{OWN}/heat-a201/temp_c"),
         "fire_rule": "heat_fixed",
@@ -331,6 +330,22 @@ async fn a_session_cookie_acts_for_its_user_on_the_api_wherever_a_token_would() 
         .map(|a| a["school"].clone())
         .collect();
     assert_eq!(schools, vec![json!(OWN)]);
+    // The alarm-system health is scoped too: one raise in the last hour, not two.
+    let (status, kpis) =
+        with_cookie(&gw, reqwest::Method::GET, "/api/v1/alarms/kpis", &lab, None).await;
+    assert_eq!(status, 200, "{kpis}");
+    assert_eq!(kpis["alarms_last_hour"], 1, "{kpis}");
+    assert_eq!(kpis["guideline_per_hour"], 6.0);
+    let (_, admin_cookie) = login(&gw, "admin", "admin-pass-1234").await;
+    let (_, kpis) = with_cookie(
+        &gw,
+        reqwest::Method::GET,
+        "/api/v1/alarms/kpis",
+        &admin_cookie.unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(kpis["alarms_last_hour"], 2, "{kpis}");
     let (status, _) = with_cookie(
         &gw,
         reqwest::Method::POST,
