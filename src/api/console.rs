@@ -145,7 +145,7 @@ async fn login(
         ));
     }
     if let LoginGate::Locked { retry_after } = state.login_limiter.check(&name) {
-        log_failed_login(&name, 0, "locked after too many failures");
+        // Not logged again: the lock was logged when it began (an attacker cannot flood the log).
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
@@ -164,7 +164,12 @@ async fn login(
         .map_err(ApiError::internal)?;
     let Some(user) = user else {
         let failures = state.login_limiter.failed(&name);
-        log_failed_login(&name, failures, "wrong name or password");
+        let reason = if failures >= state.login_limiter.max_failures() {
+            "wrong name or password; name locked"
+        } else {
+            "wrong name or password"
+        };
+        log_failed_login(&name, failures, reason);
         return Err(ApiError::unauthorized("wrong user name or password"));
     };
     state.login_limiter.succeeded(&name);

@@ -310,6 +310,10 @@ impl LoginLimiter {
         }
     }
 
+    pub fn max_failures(&self) -> u32 {
+        self.max_failures
+    }
+
     pub fn check(&self, name: &str) -> LoginGate {
         let map = self.lock();
         match map.get(name) {
