@@ -116,6 +116,8 @@ try {
     console.log(`  fire on the board after ${ms} ms`);
     await page.waitForSelector('body[data-sound="on"]', { timeout: 500 });
     assert(!(await page.isHidden("#sound-flag")), "sound flag visible");
+    // The WebAudio beep repeats every 2 s while the alarm is unacknowledged.
+    await page.waitForFunction(() => Number(document.body.dataset.beeps || 0) >= 1, null, { timeout: 3000 });
     const row = page.locator(`tr.alarm.fire[data-sensor="${fixture.fire_sensor}"][data-rule="${fixture.fire_rule}"]`);
     assert((await row.locator(".badge.fire").textContent()).includes("火警"), "fire badge in Chinese");
     assert(await row.evaluate((el) => getComputedStyle(el).animationName !== "none" || getComputedStyle(el.querySelector("td")).animationName !== "none"), "unacked row flashes");
