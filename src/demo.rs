@@ -82,6 +82,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Err(e) => warn!(%addr, error = %e, "cannot serve the simulated Modbus cabinets"),
         }
     }
+    let logins: Vec<(String, String, &'static str)> = config
+        .users
+        .seed
+        .iter()
+        .filter_map(|u| Some((u.name.clone(), u.secret()?, u.role.as_str())))
+        .collect();
     let gateway = crate::start(config, shutdown.clone()).await?;
     let sim_stop = shutdown.child_token();
     let sim_task = tokio::spawn(async move {
@@ -91,6 +97,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
     let http = gateway.http_addr;
     println!("campusguard demo is running (Ctrl-C to stop)");
+    println!("  console:  http://{http}/");
+    for (name, password, role) in &logins {
+        println!("            log in as {name} / {password} ({role})");
+    }
     println!("  alarms:   curl http://{http}/api/v1/alarms");
     println!("  live:     curl -N http://{http}/api/v1/alarms/stream");
     println!("  sensors:  curl http://{http}/api/v1/sensors");

@@ -29,6 +29,7 @@ pub mod model;
 pub mod pipeline;
 pub mod rules;
 pub mod store;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
+    #[error(transparent)]
+    Users(#[from] users::UserError),
     #[error("mqtt: {0}")]
     Mqtt(String),
     #[error("http: cannot listen on {addr}: {source}")]
@@ -86,6 +89,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         broker::start(&config.broker)?;
     }
     let store = store::LocalStore::open(&config.storage).await?;
+    let user_store = users::UserStore::new(store.pool().clone());
+    user_store.seed(&config.users).await?;
 
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
@@ -177,10 +182,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         store: store.clone(),
         alarm_stream,
         metrics: metrics.clone(),
-        auth: Arc::new(api::auth::Authenticator::new(&config.http)),
+        auth: Arc::new(api::auth::Authenticator::new(&config.http).with_sessions(
+            users::sessions::SessionTable::new(config.users.session_ttl, config.users.max_sessions),
+        )),
         max_body_bytes: config.http.max_body_bytes,
         mqtt_required: true,
         shutdown: shutdown.clone(),
+        users: user_store,
+        login_limiter: Arc::new(users::LoginLimiter::new(
+            config.users.max_failed_logins,
+            config.users.lockout,
+        )),
+        secure_cookie: config.users.secure_cookie,
     });
     let http_stop = shutdown.clone();
     tracker.spawn(async move {

@@ -1,4 +1,4 @@
-//! The `campusguard` command: `run`, `demo`, `check`.
+//! The `campusguard` command: `run`, `demo`, `check`, `users`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,45 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage console users in the local store of a configuration.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Add a user; the password is read from --password-env or one line of standard input.
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// operator, lab_manager, school_safety, bureau or admin.
+        #[arg(long)]
+        role: String,
+        /// A school the user may see (repeat for several); none = every school.
+        #[arg(long = "school")]
+        schools: Vec<String>,
+        /// Read the password from this environment variable.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// Change a user's password (read like `add`).
+    Passwd {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// List users: name, role, schools (`*` = all).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +98,53 @@ fn main() -> ExitCode {
             serve(
                 |shutdown| async move { campusguard::run(cfg, shutdown).await.map_err(Into::into) },
             )
+        }
+        Command::Users { action } => {
+            use campusguard::users::cli::UsersCommand;
+            let (path, command) = match action {
+                UsersAction::Add {
+                    config,
+                    name,
+                    role,
+                    schools,
+                    password_env,
+                } => (
+                    config,
+                    UsersCommand::Add {
+                        name,
+                        role,
+                        schools,
+                        password_env,
+                    },
+                ),
+                UsersAction::Passwd {
+                    config,
+                    name,
+                    password_env,
+                } => (config, UsersCommand::Passwd { name, password_env }),
+                UsersAction::List { config } => (config, UsersCommand::List),
+            };
+            let cfg = match Config::load(&path) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(campusguard::users::cli::run(&cfg, command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("campusguard users: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Demo { config } => {
             let cfg = match config {

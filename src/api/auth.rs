@@ -1,12 +1,16 @@
-//! Bearer tokens, roles and school scope. Tokens are compared in constant time.
+//! Bearer tokens, console sessions, roles and school scope. Tokens are compared in constant
+//! time; a session cookie (see [`crate::users::sessions`]) stands for its user wherever a
+//! bearer token would.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
 use super::config::HttpConfig;
 use super::error::ApiError;
+use crate::users::sessions::{cookie_value, SessionTable, SESSION_COOKIE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,6 +26,16 @@ impl Role {
     /// Who may acknowledge, shelve and reset alarms: the people watching them.
     pub fn handles_alarms(self) -> bool {
         matches!(self, Role::Operator | Role::LabManager | Role::Admin)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::LabManager => "lab_manager",
+            Role::SchoolSafety => "school_safety",
+            Role::Bureau => "bureau",
+            Role::Admin => "admin",
+        }
     }
 }
 
@@ -59,6 +73,8 @@ struct TokenEntry {
 pub struct Authenticator {
     tokens: Vec<TokenEntry>,
     public_read: bool,
+    /// Console sessions opened by `/login`.
+    pub sessions: SessionTable,
 }
 
 impl Authenticator {
@@ -80,7 +96,24 @@ impl Authenticator {
         Self {
             tokens,
             public_read: config.public_read,
+            sessions: SessionTable::new(Duration::from_secs(12 * 3600), 10_000),
         }
+    }
+
+    /// Uses `sessions` (with the configured lifetime and bound) for console logins.
+    pub fn with_sessions(mut self, sessions: SessionTable) -> Self {
+        self.sessions = sessions;
+        self
+    }
+
+    /// The session token in the request's cookie, if any.
+    pub fn session_token(parts: &Parts) -> Option<&str> {
+        parts
+            .headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|h| cookie_value(h, SESSION_COOKIE))
     }
 
     /// The principal of a token, if it is one of ours.
@@ -97,7 +130,8 @@ impl Authenticator {
     }
 
     /// The caller of a request: `Authorization: Bearer …`, or `?token=` (EventSource cannot
-    /// set headers).
+    /// set headers), or else a live console session cookie. An unknown or expired session
+    /// counts as anonymous (the console then shows its login page).
     pub fn principal(&self, parts: &Parts) -> Result<Principal, ApiError> {
         let header = parts
             .headers
@@ -114,7 +148,9 @@ impl Authenticator {
                 .lookup(token)
                 .cloned()
                 .ok_or_else(|| ApiError::unauthorized("invalid token")),
-            None => Ok(Principal::anonymous()),
+            None => Ok(Self::session_token(parts)
+                .and_then(|t| self.sessions.lookup(t))
+                .unwrap_or_else(Principal::anonymous)),
         }
     }
 
@@ -123,7 +159,7 @@ impl Authenticator {
         let p = self.principal(parts)?;
         if p.role.is_none() && !self.public_read {
             return Err(ApiError::unauthorized(
-                "this endpoint needs Authorization: Bearer <token>",
+                "this endpoint needs Authorization: Bearer <token> or a console login",
             ));
         }
         Ok(p)

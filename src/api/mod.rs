@@ -4,7 +4,9 @@
 
 pub mod auth;
 mod config;
+mod console;
 mod error;
+mod kpis;
 mod routes;
 
 pub use auth::{Principal, Role};
@@ -34,4 +36,9 @@ pub struct AppState {
     pub mqtt_required: bool,
     /// Ends long-lived responses (SSE) so graceful shutdown does not wait on them forever.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Console users (login checks passwords here).
+    pub users: crate::users::UserStore,
+    pub login_limiter: Arc<crate::users::LoginLimiter>,
+    /// Mark the session cookie `Secure`.
+    pub secure_cookie: bool,
 }

@@ -44,13 +44,14 @@ pub fn router(state: AppState) -> Router {
             get(history),
         )
         .route("/api/v1/openapi.json", get(openapi))
+        .merge(super::console::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
 /// A caller who may read.
-struct Reader(Principal);
+pub(super) struct Reader(pub(super) Principal);
 /// A caller who may act on alarms.
 struct AlarmHandler(Principal);
 

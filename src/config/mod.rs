@@ -45,6 +45,8 @@ pub struct Config {
     pub timeseries: crate::store::timeseries::TimeseriesConfig,
     #[serde(default)]
     pub modbus: crate::ingest::modbus::ModbusConfig,
+    #[serde(default)]
+    pub users: crate::users::UsersConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -271,6 +273,7 @@ impl Config {
         problems.extend(self.storage.validate());
         problems.extend(self.timeseries.validate());
         problems.extend(self.modbus.validate());
+        problems.extend(self.users.validate());
         if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
             problems.push("pipeline: channel capacities must be at least 1".into());
         }

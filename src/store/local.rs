@@ -85,6 +85,11 @@ impl LocalStore {
         Ok(Self { pool })
     }
 
+    /// The connection pool, for modules that keep their own tables in this store (users).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Appends readings in one transaction.
     pub async fn write_history(&self, readings: &[Reading]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -1,0 +1,272 @@
+// Browser tests of the campusguard web console: Playwright (playwright-core) driving Debian's
+// Chromium against a running gateway.
+//
+//   node tests/console/run.mjs <base-url> <artifact-dir>
+//
+// The gateway under test is started by `tests/console.rs`, which passes the users in
+// CG_USERS (JSON: {role: {name, password, school?}}) and the devices in CG_FIXTURE (JSON), and
+// serves one request over this process's stdio: when the page is ready for a fire, this
+// script prints `NEED fire` and waits for the line `fire published` on standard input.
+// Screenshots of every view go to <artifact-dir>. The last line is `N passed, N failed`.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { createInterface } from "node:readline";
+
+const [base, artifacts] = process.argv.slice(2);
+if (!base || !artifacts) {
+  console.error("usage: node run.mjs <base-url> <artifact-dir>");
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+const users = JSON.parse(process.env.CG_USERS || "{}");
+const fixture = JSON.parse(process.env.CG_FIXTURE || "{}");
+const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+const stdinLines = createInterface({ input: process.stdin });
+const waiting = [];
+stdinLines.on("line", (line) => { const w = waiting.shift(); if (w) w(line.trim()); });
+function ask(what, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer to NEED ${what}`)), timeoutMs);
+    waiting.push((line) => { clearTimeout(timer); resolve(line); });
+    console.log(`NEED ${what}`);
+  });
+}
+
+let passed = 0, failed = 0;
+async function test(name, body) {
+  const started = Date.now();
+  try {
+    await body();
+    passed += 1;
+    console.log(`ok - ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    failed += 1;
+    console.log(`not ok - ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+function assert(cond, message) { if (!cond) throw new Error(message); }
+
+const browser = await chromium.launch({
+  executablePath: chromiumPath,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required"],
+});
+const pages = {};
+
+async function login(role) {
+  const u = users[role];
+  assert(u, `no user for role ${role}`);
+  const context = await browser.newContext({ viewport: { width: 1400, height: 860 }, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.log(`  [${role} page error] ${e.message}`));
+  await page.goto(base + "/");
+  await page.waitForURL(/\/login$/, { timeout: 5000 });
+  await page.fill("#login-name", u.name);
+  await page.fill("#login-password", u.password);
+  await page.click("#login-submit");
+  await page.waitForURL((url) => !url.pathname.startsWith("/login"), { timeout: 5000 });
+  await page.waitForSelector("#who:not(:empty)", { timeout: 5000 });
+  pages[role] = page;
+  return page;
+}
+async function shot(page, name) {
+  await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+}
+
+try {
+  await test("a wrong password is refused on the login page and no session cookie is set", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(base + "/login");
+    assert((await page.textContent("h1")).includes("校园安全监测"), "login page is in Chinese by default");
+    await page.fill("#login-name", users.operator.name);
+    await page.fill("#login-password", "wrong-password-123");
+    await page.click("#login-submit");
+    await page.waitForSelector("#login-error:not([hidden])", { timeout: 5000 });
+    assert((await page.textContent("#login-error")).includes("用户名或密码错误"), "error text");
+    const cookies = await context.cookies();
+    assert(!cookies.some((c) => c.name === "cg_session"), "no session cookie after a failed login");
+    await shot(page, "login");
+    await context.close();
+  });
+
+  const landing = { operator: "control", lab: "lab", safety: "school", bureau: "bureau", admin: "control" };
+  for (const [role, view] of Object.entries(landing)) {
+    await test(`${role} logs in and lands on the ${view} view with an HttpOnly SameSite=Strict cookie`, async () => {
+      const page = await login(role);
+      await page.waitForSelector(`#view-${view}:not([hidden])`, { timeout: 5000 });
+      const cookie = (await page.context().cookies()).find((c) => c.name === "cg_session");
+      assert(cookie && cookie.httpOnly && cookie.sameSite === "Strict", `cookie flags: ${JSON.stringify(cookie)}`);
+      assert(await page.evaluate(() => !document.cookie.includes("cg_session")), "script cannot read the session cookie");
+    });
+  }
+
+  await test("a fire alarm appears on the control-room board within 2 s with the sound flag set", async () => {
+    const page = pages.operator;
+    await page.waitForSelector('#stream-state[data-state="connected"]', { timeout: 5000 });
+    const before = await page.evaluate(() => document.body.dataset.sound);
+    assert(before === "off", `quiet before the fire, got sound=${before}: ${await page.textContent("#board-body")}`);
+    const answer = await ask("fire");
+    assert(answer === "fire published", `unexpected answer ${answer}`);
+    const t0 = Date.now();
+    await page.waitForSelector(`tr.alarm.fire[data-sensor="${fixture.fire_sensor}"][data-rule="${fixture.fire_rule}"][data-state="active_unacked"]`, { timeout: 2000 });
+    const ms = Date.now() - t0;
+    console.log(`  fire on the board after ${ms} ms`);
+    await page.waitForSelector('body[data-sound="on"]', { timeout: 500 });
+    assert(!(await page.isHidden("#sound-flag")), "sound flag visible");
+    // The WebAudio beep repeats every 2 s while the alarm is unacknowledged.
+    await page.waitForFunction(() => Number(document.body.dataset.beeps || 0) >= 1, null, { timeout: 3000 });
+    const row = page.locator(`tr.alarm.fire[data-sensor="${fixture.fire_sensor}"][data-rule="${fixture.fire_rule}"]`);
+    assert((await row.locator(".badge.fire").textContent()).includes("火警"), "fire badge in Chinese");
+    assert(await row.evaluate((el) => getComputedStyle(el).animationName !== "none" || getComputedStyle(el.querySelector("td")).animationName !== "none"), "unacked row flashes");
+    // Highest priority first: the fire row is the first row of the board.
+    const firstClass = await page.getAttribute("#board-body tr:first-child", "data-class");
+    assert(firstClass === "fire", `fire first, got ${firstClass}`);
+    await page.waitForSelector("#kpis .kpi", { timeout: 35000 }).catch(() => {});
+    await shot(page, "control-room-fire");
+  });
+
+  await test("the operator acknowledges the fire from the page with a comment and sees the state change", async () => {
+    const page = pages.operator;
+    const row = `tr.alarm.fire[data-sensor="${fixture.fire_sensor}"][data-rule="${fixture.fire_rule}"]`;
+    await page.click(`${row} button.ack`);
+    await page.fill('#action-dialog textarea[name="comment"]', "值班员已到现场确认");
+    await page.click("#action-submit");
+    await page.waitForSelector(`${row}[data-state="active_acked"]`, { timeout: 3000 });
+    assert(!(await page.isVisible(`${row} button.ack`)), "no ack button once acknowledged");
+    const id = await page.getAttribute(row, "data-id");
+    const detail = await page.evaluate(async (id) => (await fetch(`/api/v1/alarms/${id}`)).json(), id);
+    const ack = detail.journal.find((j) => j.transition === "acknowledged");
+    assert(ack && ack.user === users.operator.name && ack.comment === "值班员已到现场确认", `journal: ${JSON.stringify(detail.journal)}`);
+    await shot(page, "control-room-acked");
+  });
+
+  await test("the alarm-system health strip shows the ISA-18.2 measures from /api/v1/alarms/kpis", async () => {
+    const page = pages.operator;
+    await page.evaluate(() => { location.hash = "#/lab"; });
+    await page.evaluate(() => { location.hash = "#/control"; });
+    await page.waitForSelector("#kpi-rate", { timeout: 5000 });
+    const k = await page.evaluate(async () => (await fetch("/api/v1/alarms/kpis")).json());
+    assert(k.guideline_per_hour === 6 && k.alarms_last_hour >= 1, `kpis: ${JSON.stringify(k)}`);
+    assert((await page.textContent("#kpi-rate .n")).trim() === String(k.alarms_last_hour), "rate matches the API");
+  });
+
+  await test("the lab view shows a cabinet value that matches the API, with a 24 h chart", async () => {
+    const page = pages.lab;
+    await page.waitForSelector(`[data-cabinet="${fixture.own_cabinet}"]`, { timeout: 5000 });
+    const sensor = `${fixture.own_cabinet}/temp_c`;
+    await page.waitForFunction((s) => { const el = document.querySelector(`dd[data-sensor="${s}"]`); return el && el.dataset.value !== ""; }, sensor, { timeout: 7000 });
+    const shown = Number(await page.getAttribute(`dd[data-sensor="${sensor}"]`, "data-value"));
+    const api = await page.evaluate(async () => (await fetch("/api/v1/sensors")).json());
+    const [school, device] = fixture.own_cabinet.split("/");
+    const fromApi = api.find((s) => s.school === school && s.device === device && s.point === "temp_c");
+    assert(fromApi && fromApi.value === shown, `page ${shown} vs API ${JSON.stringify(fromApi)}`);
+    assert((await page.textContent(`dd[data-sensor="${sensor}"]`)).includes("°C"), "unit shown");
+    await page.waitForSelector(`[data-cabinet="${fixture.own_cabinet}"] svg polyline`, { timeout: 5000 });
+    const alarmed = fixture.alarmed_cabinet;
+    if (alarmed) {
+      await page.waitForSelector(`[data-cabinet="${alarmed}"][data-state]:not([data-state="ok"])`, { timeout: 5000 });
+    }
+    await shot(page, "lab");
+  });
+
+  await test("a lab manager cannot see another school's data, in the page or through the API", async () => {
+    const page = pages.lab;
+    assert((await page.locator(`[data-cabinet="${fixture.other_cabinet}"]`).count()) === 0, "other school's cabinet not shown");
+    const result = await page.evaluate(async (other) => {
+      const [school, device] = other.split("/");
+      const sensors = await (await fetch("/api/v1/sensors")).json();
+      const alarms = await (await fetch("/api/v1/alarms?state=all")).json();
+      const history = await fetch(`/api/v1/sensors/${school}/${device}/temp_c/history`);
+      return { sensors: sensors.filter((s) => s.school === school).length, alarms: alarms.filter((a) => a.school === school).length, history: history.status };
+    }, fixture.other_cabinet);
+    assert(result.sensors === 0 && result.alarms === 0 && result.history === 403, JSON.stringify(result));
+  });
+
+  await test("the bureau view lists tickets or says the tickets module is not enabled", async () => {
+    const page = pages.bureau;
+    const status = await page.evaluate(async () => (await fetch("/api/v1/tickets")).status);
+    if (status === 404) {
+      await page.waitForSelector("#bureau-tickets .tickets-disabled", { timeout: 5000 });
+      assert((await page.textContent("#bureau-tickets")).includes("工单模块未启用"), "empty state text");
+    } else {
+      await page.waitForSelector("#bureau-tickets table.tickets, #bureau-tickets .empty", { timeout: 5000 });
+      const overdue = page.locator("#bureau-tickets tr.overdue button.supervise").first();
+      if (await overdue.count()) {
+        const id = await overdue.evaluate((b) => b.closest("tr").dataset.ticket);
+        await overdue.click();
+        await page.waitForSelector(`#bureau-tickets tr[data-ticket="${id}"] button.unsupervise`, { timeout: 5000 });
+        console.log(`  supervised overdue ticket ${id}`);
+      }
+    }
+    await shot(page, "bureau");
+  });
+
+  await test("the school-safety view shows its tickets or the not-enabled state", async () => {
+    const page = pages.safety;
+    await page.waitForSelector("#school-tickets > *", { timeout: 5000 });
+    await shot(page, "school-safety");
+  });
+
+  await test("the console switches to English and shows local times", async () => {
+    const page = pages.admin;
+    await page.click("#lang-switch");
+    await page.waitForFunction(() => document.querySelector("#tab-control").textContent === "Control room", null, { timeout: 3000 });
+    assert((await page.getAttribute("html", "lang")) === "en", "html lang");
+    const rowTime = await page.textContent("#board-body tr:first-child td:nth-child(7)").catch(() => "");
+    assert(/\d{2}:\d{2}:\d{2}/.test(rowTime || ""), `local time in the board: ${rowTime}`);
+    await shot(page, "control-room-en");
+    await page.click("#lang-switch");
+  });
+
+  await test("a latched fire alarm gets a reset button once the heat is gone, and the reset clears it", async () => {
+    const page = pages.operator;
+    const row = `tr.alarm.fire[data-sensor="${fixture.fire_sensor}"][data-rule="${fixture.fire_rule}"]`;
+    const answer = await ask("fire out");
+    assert(answer === "fire out published", `unexpected answer ${answer}`);
+    await page.waitForSelector(`${row} button.reset`, { timeout: 5000 });
+    assert((await page.textContent(`${row} .state`)).includes("已锁存"), "latched shown");
+    await page.click(`${row} button.reset`);
+    await page.fill('#action-dialog textarea[name="comment"]', "现场确认无火情，已复位");
+    await page.click("#action-submit");
+    await page.waitForSelector(row, { state: "detached", timeout: 3000 });
+  });
+
+  await test("the operator shelves an alarm with a reason and it moves to the shelved list", async () => {
+    const page = pages.operator;
+    const gasRow = `#board-body tr.alarm.gas[data-sensor="${fixture.alarmed_cabinet}/lel_pct"]`;
+    await page.click(`${gasRow} button.shelve`);
+    await page.selectOption('#action-dialog select[name="duration"]', "1h");
+    await page.fill('#action-dialog textarea[name="reason"]', "通风维修中，暂时搁置");
+    await page.click("#action-submit");
+    await page.waitForSelector(gasRow, { state: "detached", timeout: 3000 });
+    await page.waitForFunction(() => document.querySelector("#shelved-count").textContent === "1", null, { timeout: 3000 });
+    await page.click("#shelved-box summary");
+    await shot(page, "control-room-shelved");
+  });
+
+  await test("the board shows a disconnected state when the stream drops and recovers by itself", async () => {
+    const page = pages.admin;
+    await page.waitForSelector('#stream-state[data-state="connected"]', { timeout: 5000 });
+    await page.context().setOffline(true);
+    await page.waitForSelector('#stream-state[data-state="disconnected"]', { timeout: 8000 });
+    await shot(page, "control-room-disconnected");
+    await page.context().setOffline(false);
+    await page.waitForSelector('#stream-state[data-state="connected"]', { timeout: 20000 });
+  });
+
+  await test("logging out ends the session", async () => {
+    const page = pages.operator;
+    await page.click("#logout");
+    await page.waitForURL(/\/login$/, { timeout: 5000 });
+    const status = await page.evaluate(async () => (await fetch("/api/v1/session")).status);
+    assert(status === 401, `session after logout: ${status}`);
+  });
+} finally {
+  await browser.close();
+  stdinLines.close();
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
