@@ -11,6 +11,8 @@
 //! - [`alarms`]: the ISA-18.2 lifecycle; transitions are journaled in the [`store`] before
 //!   they are broadcast.
 //! - [`store`]: the local SQLite store (history of readings, alarms, journal).
+//! - [`tickets`]: hazard tickets — alarm → ticket policies, the rectification workflow,
+//!   the ledger export (SQLite or PostgreSQL).
 //! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors.
 //! - [`broker`]: the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //!   simulator in one process.
@@ -28,6 +30,7 @@ pub mod model;
 pub mod pipeline;
 pub mod rules;
 pub mod store;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +51,8 @@ use crate::metrics::Metrics;
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tickets(#[from] tickets::TicketError),
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
     #[error("mqtt: {0}")]
@@ -85,6 +90,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         broker::start(&config.broker)?;
     }
     let store = store::LocalStore::open(&config.storage).await?;
+    let tickets = tickets::Tickets::open(&config.tickets, &config.storage.data_dir).await?;
 
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
@@ -124,6 +130,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         metrics.clone(),
     )
     .await?;
+    // Subscribed before the core starts, so no alarm event is missed.
+    tracker.spawn(tickets::policy::run(
+        tickets.clone(),
+        alarm_stream.subscribe(),
+        shutdown.clone(),
+    ));
+    tracker.spawn(tickets::run_supervision(tickets.clone(), shutdown.clone()));
     tracker.spawn(core.run(ingest_rx, command_rx, shutdown.clone()));
     tracker.spawn(store::local::run_history_writer(
         store.clone(),
@@ -152,6 +165,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         max_body_bytes: config.http.max_body_bytes,
         mqtt_required: true,
         shutdown: shutdown.clone(),
+        tickets,
     });
     let http_stop = shutdown.clone();
     tracker.spawn(async move {

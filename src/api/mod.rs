@@ -6,6 +6,7 @@ pub mod auth;
 mod config;
 mod error;
 mod routes;
+mod tickets;
 
 pub use auth::{Principal, Role};
 pub use config::{HttpConfig, TokenConfig};
@@ -34,4 +35,6 @@ pub struct AppState {
     pub mqtt_required: bool,
     /// Ends long-lived responses (SSE) so graceful shutdown does not wait on them forever.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Hazard tickets (workflow, ledger, attachments).
+    pub tickets: crate::tickets::Tickets,
 }

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             get(history),
         )
         .route("/api/v1/openapi.json", get(openapi))
+        .merge(super::tickets::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -41,6 +41,8 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    #[serde(default)]
+    pub tickets: crate::tickets::TicketsConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -265,6 +267,7 @@ impl Config {
         problems.extend(self.mqtt.validate());
         problems.extend(self.http.validate());
         problems.extend(self.storage.validate());
+        problems.extend(self.tickets.validate());
         if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
             problems.push("pipeline: channel capacities must be at least 1".into());
         }
