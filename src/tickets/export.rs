@@ -252,6 +252,7 @@ impl super::Tickets {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -208,6 +208,7 @@ impl Tickets {
                 "inspection ticket not created".into(),
             ));
         };
+        let ticket = *ticket;
         match new.fix_now {
             Some(fix) => {
                 let input = ActionInput {
@@ -299,7 +300,7 @@ impl Tickets {
         ticket.deadline_at = Some(now + self.default_deadline_ms(&ticket));
         ticket.previous_ticket = previous;
         match self.insert(ticket, Some(&occurrence)).await? {
-            Created::New(t) => Ok(t),
+            Created::New(t) => Ok(*t),
             // Another gateway (or an earlier raise) got there first: append to its ticket.
             Created::OpenExists => {
                 match self

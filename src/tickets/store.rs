@@ -80,7 +80,7 @@ pub struct ListFilter {
 /// The outcome of a creation.
 #[derive(Debug)]
 pub enum Created {
-    New(Ticket),
+    New(Box<Ticket>),
     /// A ticket for this (sensor, rule) is already open; nothing was created.
     OpenExists,
 }
@@ -211,7 +211,7 @@ impl TicketStore {
             insert_occurrence(&mut tx, &ticket.id, o).await?;
         }
         tx.commit().await.map_err(db)?;
-        Ok(Created::New(ticket))
+        Ok(Created::New(Box::new(ticket)))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Ticket>, TicketError> {

@@ -67,6 +67,7 @@ pub fn month_range(y: i64, m: u32, offset_ms: i64) -> (i64, i64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

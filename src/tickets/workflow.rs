@@ -279,6 +279,7 @@ pub fn diff(before: &Ticket, after: &Ticket) -> serde_json::Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
 
