@@ -60,11 +60,37 @@ impl Db {
         Tickets::open(&self.config, self.dir.path()).await.unwrap()
     }
 
-    async fn finish(self, tickets: &Tickets) {
-        if let Some(schema) = &self.schema {
-            tickets.store.drop_schema(schema).await.unwrap();
+    async fn finish(mut self, tickets: &Tickets) {
+        if let Some(schema) = self.schema.take() {
+            tickets.store.drop_schema(&schema).await.unwrap();
         }
         tickets.store.close().await;
+    }
+}
+
+impl Drop for Db {
+    /// A test that panicked before `finish` still drops its schema.
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Executor;
+                sqlx::any::install_default_drivers();
+                if let Ok(pool) = sqlx::AnyPool::connect(PG_URL).await {
+                    let _ = pool
+                        .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+                        .await;
+                    pool.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 
@@ -308,7 +334,8 @@ fn event(transition: Transition, alarm: &Alarm) -> Arc<AlarmEvent> {
 }
 
 #[tokio::test]
-async fn two_gateways_on_one_postgres_raising_the_same_alarm_make_exactly_one_ticket() {
+async fn two_ticket_services_on_one_postgres_filing_the_same_alarm_at_once_make_exactly_one_ticket()
+{
     let db = Db::postgres();
     let gateway_a = db.open().await;
     let gateway_b = db.open().await;
@@ -353,6 +380,62 @@ async fn two_gateways_on_one_postgres_raising_the_same_alarm_make_exactly_one_ti
     );
     gateway_b.store.close().await;
     db.finish(&gateway_a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_whole_gateways_on_one_postgres_raising_the_same_alarm_make_exactly_one_ticket() {
+    let db = Db::postgres();
+    let schema = db.schema.clone().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Setup::mosquitto("tickets-2gw", dir_a.path());
+    let mut b = Setup::mosquitto("tickets-2gw", dir_b.path());
+    b.prefix = a.prefix.clone();
+    let extra = format!(
+        "[tickets]\ndatabase_url = \"{PG_URL}\"\nschema = \"{schema}\"\n\n[tickets.policy.rule]\ntemp_high = \"on_raise\"\n"
+    );
+    a.extra_toml = extra.clone();
+    b.extra_toml = extra;
+    let mut config_b = b.config();
+    config_b.mqtt.client_id = format!("{}-gw-b", b.prefix);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let gw_a = campusguard::start(a.config(), stop.clone()).await.unwrap();
+    let gw_b = campusguard::start(config_b, stop.clone()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw_a.metrics.mqtt_connected.get() != 1 || gw_b.metrics.mqtt_connected.get() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "gateways connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let dev = Device::connect(1883, &unique("dev")).await;
+    let topic = |rest: &str| format!("{}/xhsy/room-1/{rest}", a.prefix);
+    dev.publish(
+        &topic("meta"),
+        r#"{"profile":"test_room","building":"A","room":"101"}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dev.publish(&topic("telemetry"), r#"{"temp_c":22.0}"#).await;
+    dev.publish(&topic("telemetry"), r#"{"ts":1764300000000,"temp_c":42.5}"#)
+        .await;
+
+    let reader = db.open().await;
+    wait_for_tickets(&reader, 1).await;
+    // Both gateways have had time to file by now; still one ticket, one occurrence.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = all_tickets(&reader).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].sensor.as_deref(), Some("xhsy/room-1/temp_c"));
+    assert_eq!(all[0].occurrences, 1);
+    assert!(all[0].id.ends_with("-0001"));
+
+    stop.cancel();
+    for gw in [gw_a, gw_b] {
+        tokio::time::timeout(Duration::from_secs(15), gw.wait())
+            .await
+            .expect("gateway stops");
+    }
+    db.finish(&reader).await;
 }
 
 /// Starts the policy task on a private alarm channel.

@@ -268,3 +268,114 @@ impl PolicyState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::AlarmState;
+    use crate::model::SensorId;
+
+    fn event(transition: Transition, class: AlarmClass, state: AlarmState) -> AlarmEvent {
+        let sensor = SensorId::new("xhsy", "d", "p");
+        AlarmEvent {
+            transition,
+            at: 0,
+            user: "op".into(),
+            comment: None,
+            false_alarm: false,
+            alarm: Alarm {
+                id: 1,
+                school: sensor.school.clone(),
+                device: sensor.device.clone(),
+                point: sensor.point.clone(),
+                sensor,
+                rule: "r".into(),
+                class,
+                severity: Severity::Alarm,
+                state,
+                value: None,
+                threshold: None,
+                message: String::new(),
+                raised_at: 0,
+                updated_at: 0,
+                reading_ts: 0,
+                cleared_at: None,
+                condition_active: state.is_active(),
+                acked_by: None,
+                acked_at: None,
+                ack_comment: None,
+                shelved: None,
+                drill: false,
+                occurrences: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_table_of_transitions() {
+        use AlarmState::*;
+        use Transition::*;
+        let cases = [
+            (
+                Raised,
+                AlarmClass::Gas,
+                ActiveUnacked,
+                false,
+                Decision::Raise,
+            ),
+            (
+                Reraised,
+                AlarmClass::Supervisory,
+                ActiveUnacked,
+                false,
+                Decision::Raise,
+            ),
+            (
+                Acknowledged,
+                AlarmClass::Gas,
+                ActiveAcked,
+                false,
+                Decision::Nothing,
+            ),
+            (
+                Cleared,
+                AlarmClass::Supervisory,
+                AlarmState::Cleared,
+                false,
+                Decision::Inactive,
+            ),
+            (
+                Reset,
+                AlarmClass::Fire,
+                AlarmState::Cleared,
+                true,
+                Decision::FalseAlarm,
+            ),
+            (
+                Reset,
+                AlarmClass::Fire,
+                AlarmState::Cleared,
+                false,
+                Decision::Inactive,
+            ),
+            (
+                Reset,
+                AlarmClass::Gas,
+                AlarmState::Cleared,
+                true,
+                Decision::Inactive,
+            ),
+        ];
+        for (transition, class, state, false_alarm, expected) in cases {
+            let mut e = event(transition, class, state);
+            e.false_alarm = false_alarm;
+            assert_eq!(decide(&e, true), expected, "{transition:?} {class:?}");
+        }
+        let mut drill = event(Raised, AlarmClass::Gas, ActiveUnacked);
+        drill.alarm.drill = true;
+        assert_eq!(decide(&drill, true), Decision::Nothing);
+        let mut reset = event(Reset, AlarmClass::Fire, AlarmState::Cleared);
+        reset.false_alarm = true;
+        assert_eq!(decide(&reset, false), Decision::Inactive);
+    }
+}

@@ -145,6 +145,11 @@ impl TicketStore {
         Ok(Self { pool })
     }
 
+    /// The pool, for bulk loading in benchmarks.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
