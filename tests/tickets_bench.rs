@@ -62,8 +62,8 @@ async fn benchmark_filtered_list_and_monthly_export_with_100k_tickets_in_postgre
                    CASE WHEN g % 10 = 0 THEN 'major' ELSE 'general' END, 'inspection', '检查员' || (g % 17), \
                    '教学楼' || (g % 9) || '层', '隐患描述：灭火器压力不足，编号 ' || g, '办公室', '张老师', '更换灭火器', \
                    f + 7 * {DAY}, \
-                   CASE WHEN g % 20 >= 2 THEN '已更换' END, CASE WHEN g % 20 >= 2 THEN f + (g % 30) * {DAY} END, \
-                   CASE WHEN g % 20 >= 3 THEN '安全办' END, CASE WHEN g % 20 >= 3 THEN f + (g % 30) * {DAY} + 3600000 END, \
+                   CASE WHEN g % 20 >= 2 THEN '已更换' END, CASE WHEN g % 20 >= 2 THEN f + (g % 30)::bigint * {DAY} END, \
+                   CASE WHEN g % 20 >= 3 THEN '安全办' END, CASE WHEN g % 20 >= 3 THEN f + (g % 30)::bigint * {DAY} + 3600000 END, \
                    CASE WHEN g % 13 = 0 THEN 1 ELSE 0 END, 1, f, 'bench', f, f \
                  FROM (SELECT g, {start}::bigint + (g::bigint * {span} / {TICKETS}) AS f FROM generate_series(1, {TICKETS}) g) s",
                 span = 365 * DAY,
