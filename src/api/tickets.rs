@@ -219,6 +219,11 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     // Check access before reading the body.
     state.tickets.get(&who, &id).await?;
+    if !crate::tickets::may_attach(&who) {
+        return Err(ApiError::forbidden(
+            "attachments need an operator, lab_manager, school_safety or admin token",
+        ));
+    }
     let max = state.tickets.config.attachment_max_bytes;
     let mut kind = AttachmentKind::Other;
     let mut file: Option<Vec<u8>> = None;

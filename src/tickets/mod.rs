@@ -190,6 +190,14 @@ impl Tickets {
                 "fix_now (立查立改) needs a school_safety or admin token".into(),
             ));
         }
+        if new.fix_now.is_some() && self.config.require_after_photo_for.contains(&new.grade) {
+            // Checked before anything is stored: the photo can only be attached to a ticket
+            // that exists, so such a ticket is filed first and fixed with the fix_now action.
+            return Err(TicketError::Invalid(format!(
+                "a {} ticket needs an \"after\" photo before it is reported: file it, attach the photo, then take fix_now",
+                new.grade.as_str()
+            )));
+        }
         let now = now_ms();
         let mut ticket = self.blank(&new.school, new.category, new.grade, now, &who.name);
         ticket.source = SourceKind::Inspection;
@@ -426,11 +434,7 @@ impl Tickets {
         bytes: &[u8],
     ) -> Result<Attachment, TicketError> {
         let ticket = self.get(who, id).await?;
-        let may = matches!(
-            who.role,
-            Some(Role::Operator | Role::LabManager | Role::SchoolSafety | Role::Admin)
-        );
-        if !may {
+        if !may_attach(who) {
             return Err(TicketError::Forbidden(
                 "attachments need an operator, lab_manager, school_safety or admin token".into(),
             ));
@@ -535,6 +539,14 @@ impl Tickets {
         }
         Ok(marked)
     }
+}
+
+/// Who may upload evidence: the people who file and rectify tickets.
+pub fn may_attach(who: &Principal) -> bool {
+    matches!(
+        who.role,
+        Some(Role::Operator | Role::LabManager | Role::SchoolSafety | Role::Admin)
+    )
 }
 
 /// Runs the supervision job every `supervision_interval` until shutdown.

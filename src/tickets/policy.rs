@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn decisions_follow_the_table_of_transitions() {
-        use AlarmState::*;
+        use AlarmState::{ActiveAcked, ActiveUnacked};
         use Transition::*;
         let cases = [
             (
@@ -338,7 +338,7 @@ mod tests {
                 Decision::Nothing,
             ),
             (
-                Cleared,
+                Transition::Cleared,
                 AlarmClass::Supervisory,
                 AlarmState::Cleared,
                 false,
