@@ -12,6 +12,8 @@
 //!   they are broadcast.
 //! - [`store`]: the local SQLite store (history of readings, alarms, journal) and the
 //!   time-series sink (InfluxDB v2/v1 with a disk spool).
+//! - [`tickets`]: hazard tickets — alarm → ticket policies, the rectification workflow,
+//!   the ledger export (SQLite or PostgreSQL).
 //! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors.
 //! - [`broker`]: the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //!   simulator in one process.
@@ -30,6 +32,7 @@ pub mod pipeline;
 pub mod rules;
 pub mod store;
 pub mod users;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +53,8 @@ use crate::metrics::Metrics;
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tickets(#[from] tickets::TicketError),
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
     #[error(transparent)]
@@ -91,6 +96,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let store = store::LocalStore::open(&config.storage).await?;
     let user_store = users::UserStore::new(store.pool().clone());
     user_store.seed(&config.users).await?;
+    let tickets = tickets::Tickets::open(&config.tickets, &config.storage.data_dir).await?;
 
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
@@ -158,6 +164,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         metrics.clone(),
     )
     .await?;
+    // Subscribed before the core starts, so no alarm event is missed.
+    tracker.spawn(tickets::policy::run(
+        tickets.clone(),
+        alarm_stream.subscribe(),
+        shutdown.clone(),
+    ));
+    tracker.spawn(tickets::run_supervision(tickets.clone(), shutdown.clone()));
     tracker.spawn(core.run(ingest_rx, command_rx, shutdown.clone()));
     tracker.spawn(store::local::run_history_writer(
         store.clone(),
@@ -194,6 +207,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             config.users.lockout,
         )),
         secure_cookie: config.users.secure_cookie,
+        tickets,
     });
     let http_stop = shutdown.clone();
     tracker.spawn(async move {

@@ -1,4 +1,4 @@
-//! The `campusguard` command: `run`, `demo`, `check`, `users`.
+//! The `campusguard` command: `run`, `demo`, `check`, `users`, `tickets export`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,32 @@ enum Command {
     Users {
         #[command(subcommand)]
         action: UsersAction,
+    },
+    /// Hazard tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketsCommand {
+    /// Write the monthly hazard ledger (tickets open at any time in the month).
+    Export {
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        /// csv (UTF-8 with BOM), xlsx or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Column headers and labels: zh (default) or en.
+        #[arg(long, default_value = "zh")]
+        lang: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -99,6 +125,22 @@ fn main() -> ExitCode {
                 |shutdown| async move { campusguard::run(cfg, shutdown).await.map_err(Into::into) },
             )
         }
+        Command::Tickets {
+            command:
+                TicketsCommand::Export {
+                    month,
+                    format,
+                    lang,
+                    config,
+                    output,
+                },
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            export_ledger(&cfg, &month, &format, &lang, output.as_deref())
+        }
         Command::Users { action } => {
             use campusguard::users::cli::UsersCommand;
             let (path, command) = match action {
@@ -156,6 +198,59 @@ fn main() -> ExitCode {
                 Err(e) => return config_failed(&e),
             };
             serve(|shutdown| campusguard::demo::run(cfg, shutdown))
+        }
+    }
+}
+
+/// `campusguard tickets export`: exit 2 on bad arguments, 1 when the store fails.
+fn export_ledger(
+    cfg: &Config,
+    month: &str,
+    format: &str,
+    lang: &str,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    use campusguard::tickets::{export::Format, model::Lang, Tickets};
+    let (Some(format), Some(lang)) = (Format::parse(format), Lang::parse(lang)) else {
+        eprintln!("--format must be csv, xlsx or json; --lang zh or en");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let tickets = Tickets::open(&cfg.tickets, &cfg.storage.data_dir).await?;
+        let bytes = tickets.export(month, format, lang, None).await;
+        tickets.store.close().await;
+        bytes
+    });
+    let bytes = match result {
+        Ok(b) => b,
+        Err(e @ campusguard::tickets::TicketError::Invalid(_)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("campusguard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match output {
+        Some(path) => std::fs::write(path, &bytes),
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the ledger: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -8,6 +8,7 @@ mod console;
 mod error;
 mod kpis;
 mod routes;
+mod tickets;
 
 pub use auth::{Principal, Role};
 pub use config::{HttpConfig, TokenConfig};
@@ -41,4 +42,6 @@ pub struct AppState {
     pub login_limiter: Arc<crate::users::LoginLimiter>,
     /// Mark the session cookie `Secure`.
     pub secure_cookie: bool,
+    /// Hazard tickets (workflow, ledger, attachments).
+    pub tickets: crate::tickets::Tickets,
 }

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/openapi.json", get(openapi))
         .merge(super::console::routes())
+        .merge(super::tickets::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

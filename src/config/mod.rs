@@ -47,6 +47,8 @@ pub struct Config {
     pub modbus: crate::ingest::modbus::ModbusConfig,
     #[serde(default)]
     pub users: crate::users::UsersConfig,
+    #[serde(default)]
+    pub tickets: crate::tickets::TicketsConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -274,6 +276,7 @@ impl Config {
         problems.extend(self.timeseries.validate());
         problems.extend(self.modbus.validate());
         problems.extend(self.users.validate());
+        problems.extend(self.tickets.validate());
         if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
             problems.push("pipeline: channel capacities must be at least 1".into());
         }

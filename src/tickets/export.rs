@@ -1,0 +1,298 @@
+//! The monthly hazard ledger (隐患台账): every ticket open at any time in a local month, as CSV
+//! (UTF-8 with BOM, so Excel opens it right), XLSX (rust_xlsxwriter) or JSON. Column headers
+//! are Chinese by default, English with `lang = en`. Used by the API and
+//! `campusguard tickets export`.
+
+use serde::Serialize;
+
+use super::model::{Lang, Ticket};
+use super::time::{format_local, month_range, parse_month};
+use super::{TicketError, TicketsConfig};
+
+pub const HEADERS_ZH: [&str; 17] = [
+    "编号",
+    "学校",
+    "位置",
+    "来源",
+    "隐患描述",
+    "类别",
+    "等级",
+    "发现时间",
+    "责任单位",
+    "责任人",
+    "整改措施",
+    "整改时限",
+    "状态",
+    "整改完成时间",
+    "验收人",
+    "销号时间",
+    "是否督办",
+];
+
+pub const HEADERS_EN: [&str; 17] = [
+    "Number",
+    "School",
+    "Location",
+    "Source",
+    "Description",
+    "Category",
+    "Grade",
+    "Found at",
+    "Responsible unit",
+    "Responsible person",
+    "Measures",
+    "Deadline",
+    "State",
+    "Rectified at",
+    "Verifier",
+    "Closed at",
+    "Supervised",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+    Json,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "xlsx" => Some(Format::Xlsx),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Json => "application/json",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// One ledger row, as text, in column order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LedgerRow {
+    pub number: String,
+    pub school: String,
+    pub location: String,
+    pub source: String,
+    pub description: String,
+    pub category: String,
+    pub grade: String,
+    pub found_at: String,
+    pub responsible_unit: String,
+    pub responsible_person: String,
+    pub measures: String,
+    pub deadline: String,
+    pub state: String,
+    pub rectified_at: String,
+    pub verifier: String,
+    pub closed_at: String,
+    pub supervised: String,
+}
+
+impl LedgerRow {
+    pub fn cells(&self) -> [&str; 17] {
+        [
+            &self.number,
+            &self.school,
+            &self.location,
+            &self.source,
+            &self.description,
+            &self.category,
+            &self.grade,
+            &self.found_at,
+            &self.responsible_unit,
+            &self.responsible_person,
+            &self.measures,
+            &self.deadline,
+            &self.state,
+            &self.rectified_at,
+            &self.verifier,
+            &self.closed_at,
+            &self.supervised,
+        ]
+    }
+}
+
+pub fn row(t: &Ticket, lang: Lang, offset_ms: i64) -> LedgerRow {
+    let time = |v: Option<i64>| v.map(|ms| format_local(ms, offset_ms)).unwrap_or_default();
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let source = match (&t.sensor, &t.inspector) {
+        (Some(sensor), _) => format!("{} {sensor}", t.source.label(lang)),
+        (None, Some(who)) => format!("{} {who}", t.source.label(lang)),
+        (None, None) => t.source.label(lang).to_string(),
+    };
+    let yes_no = match (t.supervised, lang) {
+        (true, Lang::Zh) => "是",
+        (false, Lang::Zh) => "否",
+        (true, Lang::En) => "yes",
+        (false, Lang::En) => "no",
+    };
+    LedgerRow {
+        number: t.id.clone(),
+        school: t.school.clone(),
+        location: t.location.clone(),
+        source,
+        description: t.description.clone(),
+        category: t.category.label(lang).to_string(),
+        grade: t.grade.label(lang).to_string(),
+        found_at: time(Some(t.found_at)),
+        responsible_unit: text(&t.responsible_unit),
+        responsible_person: text(&t.responsible_person),
+        measures: text(&t.measures),
+        deadline: time(t.deadline_at),
+        state: t.state.label(lang).to_string(),
+        rectified_at: time(t.rectified_at),
+        verifier: text(&t.verifier),
+        closed_at: time(t.closed_at),
+        supervised: yes_no.to_string(),
+    }
+}
+
+/// [start, end) in Unix ms of `YYYY-MM` in the configured local offset.
+pub fn month_bounds(month: &str, config: &TicketsConfig) -> Result<(i64, i64), TicketError> {
+    let (y, m) = parse_month(month)
+        .ok_or_else(|| TicketError::Invalid(format!("month `{month}`: expected YYYY-MM")))?;
+    Ok(month_range(y, m, config.offset_ms()))
+}
+
+/// Renders the ledger rows in `format`.
+pub fn render(rows: &[LedgerRow], format: Format, lang: Lang) -> Result<Vec<u8>, TicketError> {
+    let headers = match lang {
+        Lang::Zh => HEADERS_ZH,
+        Lang::En => HEADERS_EN,
+    };
+    match format {
+        Format::Csv => {
+            let mut out = Vec::with_capacity(64 + rows.len() * 256);
+            out.extend_from_slice("\u{FEFF}".as_bytes());
+            let mut writer = csv::Writer::from_writer(out);
+            let failed = |e: csv::Error| TicketError::Io(format!("csv: {e}"));
+            writer.write_record(headers).map_err(failed)?;
+            for r in rows {
+                writer.write_record(r.cells()).map_err(failed)?;
+            }
+            writer
+                .into_inner()
+                .map_err(|e| TicketError::Io(format!("csv: {e}")))
+        }
+        Format::Json => serde_json::to_vec_pretty(rows).map_err(|e| TicketError::Io(e.to_string())),
+        Format::Xlsx => {
+            use rust_xlsxwriter::{Format as CellFormat, Workbook};
+            let failed = |e: rust_xlsxwriter::XlsxError| TicketError::Io(format!("xlsx: {e}"));
+            let mut workbook = Workbook::new();
+            let sheet = workbook.add_worksheet();
+            sheet
+                .set_name(match lang {
+                    Lang::Zh => "隐患台账",
+                    Lang::En => "Hazard ledger",
+                })
+                .map_err(failed)?;
+            let bold = CellFormat::new().set_bold();
+            for (col, h) in headers.iter().enumerate() {
+                let col = u16::try_from(col).unwrap_or(u16::MAX);
+                sheet
+                    .write_string_with_format(0, col, *h, &bold)
+                    .map_err(failed)?;
+                sheet.set_column_width(col, 16).map_err(failed)?;
+            }
+            for (i, r) in rows.iter().enumerate() {
+                let line = u32::try_from(i + 1)
+                    .map_err(|_| TicketError::Invalid("too many rows for one sheet".into()))?;
+                for (col, cell) in r.cells().iter().enumerate() {
+                    let col = u16::try_from(col).unwrap_or(u16::MAX);
+                    sheet.write_string(line, col, *cell).map_err(failed)?;
+                }
+            }
+            sheet.set_freeze_panes(1, 0).map_err(failed)?;
+            workbook.save_to_buffer().map_err(failed)
+        }
+    }
+}
+
+impl super::Tickets {
+    /// The ledger of `month` (`YYYY-MM`) for the schools in `scope` (`None` = all).
+    pub async fn ledger(
+        &self,
+        month: &str,
+        scope: Option<&[String]>,
+        lang: Lang,
+    ) -> Result<Vec<LedgerRow>, TicketError> {
+        let (from, to) = month_bounds(month, &self.config)?;
+        let tickets = self.store.ledger(from, to, scope).await?;
+        let offset = self.config.offset_ms();
+        Ok(tickets.iter().map(|t| row(t, lang, offset)).collect())
+    }
+
+    pub async fn export(
+        &self,
+        month: &str,
+        format: Format,
+        lang: Lang,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<u8>, TicketError> {
+        let rows = self.ledger(month, scope, lang).await?;
+        render(&rows, format, lang)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LedgerRow {
+        LedgerRow {
+            number: "XHSY-202611-0001".into(),
+            school: "xhsy".into(),
+            location: "A栋, 101".into(),
+            source: "排查 张三".into(),
+            description: "灭火器\"过期\"\n两具".into(),
+            category: "消防安全".into(),
+            grade: "一般".into(),
+            found_at: "2026-11-02 09:00".into(),
+            responsible_unit: "办公室".into(),
+            responsible_person: "李四".into(),
+            measures: "更换".into(),
+            deadline: "2026-11-09 09:00".into(),
+            state: "整改中".into(),
+            rectified_at: String::new(),
+            verifier: String::new(),
+            closed_at: String::new(),
+            supervised: "否".into(),
+        }
+    }
+
+    #[test]
+    fn csv_starts_with_a_bom_and_quotes_commas_quotes_and_newlines() {
+        let bytes = render(&[sample()], Format::Csv, Lang::Zh).unwrap();
+        assert!(bytes.starts_with(&[0xEF, 0xBB, 0xBF]));
+        let mut reader = csv::Reader::from_reader(&bytes[3..]);
+        let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(headers, HEADERS_ZH);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][4], "灭火器\"过期\"\n两具");
+    }
+
+    #[test]
+    fn xlsx_renders_to_a_zip_container() {
+        let bytes = render(&[sample()], Format::Xlsx, Lang::En).unwrap();
+        assert!(bytes.starts_with(b"PK"));
+    }
+}
