@@ -454,9 +454,10 @@
     box.replaceChildren(h("div", { class: "empty tickets-disabled" }, h("h3", {}, t("tickets_disabled")), h("p", {}, t("tickets_disabled_hint"))));
   }
   function ticketId(tk) { return tk.id ?? tk.number; }
+  function deadlineOf(tk) { return tk.deadline_at ?? tk.deadline; }
   function isOverdue(tk) {
     if (typeof tk.overdue === "boolean") return tk.overdue;
-    const dl = tk.deadline ? new Date(tk.deadline).getTime() : NaN;
+    const dl = deadlineOf(tk) ? new Date(deadlineOf(tk)).getTime() : NaN;
     return tk.state !== "closed" && !isNaN(dl) && dl < Date.now();
   }
   function ticketTable(list, actionsFor) {
@@ -468,7 +469,7 @@
         h("td", {}, tk.school || ""), h("td", {}, tk.location || ""),
         h("td", {}, tk.category ? t("c_" + tk.category) : ""), h("td", {}, tk.grade ? t("g_" + tk.grade) : ""),
         h("td", {}, tk.state ? t("ts_" + tk.state) : "", isOverdue(tk) ? h("div", {}, h("span", { class: "badge fire" }, t("overdue"))) : null),
-        h("td", {}, tk.deadline ? I.fmtTime(tk.deadline) : ""),
+        h("td", {}, deadlineOf(tk) ? I.fmtTime(deadlineOf(tk)) : ""),
         h("td", {}, tk.supervised ? "✔" : ""),
         h("td", { class: "actions" }, actionsFor(tk))))));
   }
@@ -479,11 +480,11 @@
     document.getElementById("ticket-dialog").showModal();
     try {
       const [detail, history] = await Promise.all([api("/api/v1/tickets/" + id), api("/api/v1/tickets/" + id + "/history").catch(() => [])]);
-      const rows = [["t_number", detail.number], ["t_school", detail.school], ["t_location", detail.location],
+      const rows = [["t_number", detail.number || detail.id], ["t_school", detail.school], ["t_location", detail.location],
         ["t_description", detail.description], ["t_category", detail.category && t("c_" + detail.category)],
         ["t_grade", detail.grade && t("g_" + detail.grade)], ["t_state", detail.state && t("ts_" + detail.state)],
         ["t_unit", detail.responsible_unit], ["t_person", detail.responsible_person], ["t_measures", detail.measures],
-        ["t_deadline", detail.deadline && I.fmtTime(detail.deadline)], ["t_found", detail.found_at && I.fmtTime(detail.found_at)]];
+        ["t_deadline", deadlineOf(detail) && I.fmtTime(deadlineOf(detail))], ["t_found", detail.found_at && I.fmtTime(detail.found_at)]];
       const items = Array.isArray(history) ? history : (history.items || history.history || []);
       box.replaceChildren(h("h3", {}, detail.number || id),
         h("table", {}, rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", {}, t(k)), h("td", {}, v)))),
@@ -494,9 +495,21 @@
       box.replaceChildren(h("p", { class: "error" }, e.status === 404 ? t("tickets_disabled") : e.message));
     }
   }
+  // The API's action body: the version the user saw (optimistic concurrency), the deadline as
+  // Unix ms (end of the chosen local day), the rectification text.
+  function actionBody(tk, d) {
+    const body = { version: tk.version };
+    for (const [k, v] of Object.entries(d)) {
+      if (v === "" || v == null) continue;
+      if (k === "deadline") body.deadline_at = new Date(v + "T23:59:59").getTime();
+      else if (k === "done") body.rectification = v;
+      else body[k] = v;
+    }
+    return body;
+  }
   function ticketAction(tk, action, fields, reload) {
-    openDialog(t("a_" + action) + " " + (tk.number || ""), fields, async (d) => {
-      await post("/api/v1/tickets/" + encodeURIComponent(ticketId(tk)) + "/actions/" + action, d);
+    openDialog(t("a_" + action) + " " + (tk.number || ticketId(tk)), fields, async (d) => {
+      await post("/api/v1/tickets/" + encodeURIComponent(ticketId(tk)) + "/actions/" + action, actionBody(tk, d));
       reload();
     });
   }
@@ -536,7 +549,7 @@
     const canSupervise = ["bureau", "admin"].includes(state.me.role);
     box.replaceChildren(ticketTable(list, (tk) => canSupervise && tk.state !== "closed"
       ? [h("button", { class: tk.supervised ? "unsupervise" : "supervise",
-          onclick: async () => { try { await post("/api/v1/tickets/" + encodeURIComponent(ticketId(tk)) + "/actions/" + (tk.supervised ? "unsupervise" : "supervise"), {}); } catch (e) { alert(t("action_failed") + ": " + e.message); } loadBureau(); } },
+          onclick: async () => { try { await post("/api/v1/tickets/" + encodeURIComponent(ticketId(tk)) + "/actions/" + (tk.supervised ? "unsupervise" : "supervise"), { version: tk.version }); } catch (e) { alert(t("action_failed") + ": " + e.message); } loadBureau(); } },
           tk.supervised ? t("unsupervise") : t("supervise"))] : []));
     const per = new Map();
     for (const tk of list) {
