@@ -31,8 +31,8 @@ pub mod model;
 pub mod pipeline;
 pub mod rules;
 pub mod store;
-pub mod users;
 pub mod tickets;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
