@@ -216,7 +216,13 @@ impl Core {
             }
             IngestEvent::Ack(ack) => self.history_batch.acks.push(ack),
             IngestEvent::Meta { device, info } => {
-                if let Some(profile) = self.registry.meta(&device, info) {
+                let announced = info.profile.is_some();
+                let profile = self.registry.meta(&device, info);
+                if announced && profile.is_none() && !self.registry.is_configured(&device) {
+                    // Refused: the registry is full.
+                    self.metrics.reject(Reject::BadMeta, &device.to_string());
+                }
+                if let Some(profile) = profile {
                     match self
                         .engine
                         .register_device(&device, &profile, &BTreeMap::new(), now)

@@ -75,6 +75,10 @@ pub struct LiveValue {
     pub source: Source,
 }
 
+/// At most this many devices are tracked in all (configured, announced, heard from); a meta
+/// flood beyond it is refused (counted as `bad_meta`), so memory stays bounded.
+pub const MAX_DEVICES: usize = 100_000;
+
 pub struct Registry {
     devices: HashMap<DeviceKey, DeviceEntry>,
     live: HashMap<SensorId, LiveValue>,
@@ -139,11 +143,21 @@ impl Registry {
             return entry.info.profile.clone();
         }
         let profile = info.profile.clone()?;
+        // Announcements come from the network: bound how many devices they can create.
+        if self.devices.len() >= MAX_DEVICES {
+            return None;
+        }
         self.devices.insert(
             key.clone(),
             Self::entry(key.clone(), Registration::Meta, info),
         );
         Some(profile)
+    }
+
+    pub fn is_configured(&self, key: &DeviceKey) -> bool {
+        self.devices
+            .get(key)
+            .is_some_and(|d| d.registration == Registration::Config)
     }
 
     /// Meta named a profile the rules do not know: the device stays unregistered.
@@ -200,7 +214,7 @@ impl Registry {
     /// The entry of a device, creating an unregistered one while under the cap.
     fn tracked(&mut self, key: &DeviceKey) -> Option<&mut DeviceEntry> {
         if !self.devices.contains_key(key) {
-            if self.unregistered >= self.max_unregistered {
+            if self.unregistered >= self.max_unregistered || self.devices.len() >= MAX_DEVICES {
                 return None;
             }
             self.unregistered += 1;
