@@ -117,13 +117,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     } else {
         None
     };
+    // Write-back actions run through the poller, between polls (off unless configured).
+    let mut modbus_writer = None;
     if !config.modbus.devices.is_empty() {
-        tracker.spawn(ingest::modbus::run(
-            config.modbus.clone(),
-            ingest_tx.clone(),
-            metrics.modbus.clone(),
-            ingest_stop.clone(),
-        ));
+        if config.modbus.actions.is_empty() {
+            tracker.spawn(ingest::modbus::run(
+                config.modbus.clone(),
+                ingest_tx.clone(),
+                metrics.modbus.clone(),
+                ingest_stop.clone(),
+            ));
+        } else {
+            let (writer, writes) = ingest::modbus::write_channel();
+            modbus_writer = Some(writer);
+            tracker.spawn(ingest::modbus::run_with_writes(
+                config.modbus.clone(),
+                ingest_tx.clone(),
+                metrics.modbus.clone(),
+                writes,
+                ingest_stop.clone(),
+            ));
+        }
     }
     tracker.spawn(ingest::mqtt::run(
         config.mqtt.clone(),
@@ -160,6 +174,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             alarm_stream: alarm_stream.clone(),
             alarm_mqtt,
             timeseries,
+            actions: modbus_writer,
         },
         metrics.clone(),
     )

@@ -198,6 +198,30 @@ impl Metrics {
                 "Modbus device polls",
                 m.polls as f64,
             ),
+            (
+                "modbus_writes",
+                "counter",
+                "Modbus write-back actions done",
+                m.writes as f64,
+            ),
+            (
+                "modbus_failed_writes",
+                "counter",
+                "Modbus write-back actions that failed",
+                m.failed_writes as f64,
+            ),
+            (
+                "modbus_actions_unmatched",
+                "counter",
+                "Raised alarms whose rule names an action the device does not configure",
+                m.actions_unmatched as f64,
+            ),
+            (
+                "modbus_actions_rejected",
+                "counter",
+                "Write-back runs refused because too many were running",
+                m.actions_rejected as f64,
+            ),
         ]
     }
 

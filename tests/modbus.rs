@@ -833,7 +833,7 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         EXAMPLE
             .replace("127.0.0.1:5020", &sim.address.to_string())
             .replace("interval = \"1s\"", "interval = \"100ms\""),
-        // The example config already has `cab-1-fan-on` (coil 0 = true).
+        // The example config already has `exhaust_fan_on` (coil 0 = true) on cab-1 and cab-2.
         r#"
         [[modbus.actions]]
         name = "cab-1-setpoint"
@@ -868,7 +868,13 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         "the fan is off in ventilation failure"
     );
 
-    let report = timeout(WAIT, writer.execute("cab-1-fan-on"))
+    let cab_1 = DeviceKey::new("xhsy", "cab-1");
+    // Two cabinets have an action of that name: by name alone it is ambiguous.
+    assert!(matches!(
+        writer.execute("exhaust_fan_on").await,
+        Err(modbus::WriteError::Ambiguous(_))
+    ));
+    let report = timeout(WAIT, writer.execute_on(&cab_1, "exhaust_fan_on"))
         .await
         .expect("write answered in time")
         .expect("write succeeds");
@@ -903,11 +909,15 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         writer.execute("no-such-action").await,
         Err(modbus::WriteError::UnknownAction(_))
     ));
+    assert!(matches!(
+        writer.execute_on(&cab_1, "no-such-action").await,
+        Err(modbus::WriteError::NotOnDevice { .. })
+    ));
     let stats = poller.stop().await.snapshot();
     assert_eq!((stats.writes, stats.failed_writes), (1, 1), "{stats:?}");
     // After shutdown the writer says so instead of hanging.
     assert!(matches!(
-        timeout(WAIT, writer.execute("cab-1-fan-on")).await,
+        timeout(WAIT, writer.execute_on(&cab_1, "exhaust_fan_on")).await,
         Ok(Err(modbus::WriteError::NotRunning))
     ));
     sim.stop().await;

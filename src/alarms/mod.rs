@@ -123,6 +123,9 @@ pub enum Transition {
     Reset,
     Shelved,
     Unshelved,
+    /// A write-back action the alarm's rule names ran (or failed: see the comment). A journal
+    /// note: the alarm itself did not change.
+    Action,
 }
 
 impl Transition {
@@ -138,6 +141,7 @@ impl Transition {
             Transition::Reset => "reset",
             Transition::Shelved => "shelved",
             Transition::Unshelved => "unshelved",
+            Transition::Action => "action",
         }
     }
 }

@@ -118,3 +118,86 @@ fn line_and_column_count_characters_not_bytes() {
     assert_eq!(line_col("ab\n温度 = x", 10), (2, 4));
     assert_eq!(line_col("", 0), (1, 1));
 }
+
+/// A Modbus cabinet on `profile`, and the given `[[modbus.actions]]` text.
+fn modbus_cabinet(profile: Option<&str>, actions: &str) -> String {
+    let profile = profile.map_or(String::new(), |p| format!("profile = \"{p}\""));
+    format!(
+        r#"
+[[modbus.devices]]
+id = "cab-7"
+school = "xhsy"
+{profile}
+transport = "tcp"
+address = "127.0.0.1:5020"
+unit = 1
+points = [{{ name = "fan_on", table = "coil", address = 0, type = "bool" }}]
+{actions}
+"#
+    )
+}
+
+const FAN_ON: &str = r#"
+[[modbus.actions]]
+name = "exhaust_fan_on"
+device = "cab-7"
+table = "coil"
+address = 0
+value = true
+"#;
+
+#[test]
+fn a_write_back_action_named_by_a_rule_of_its_device_profile_loads() {
+    // chem_cabinet's gas and ventilation rules name `exhaust_fan_on`.
+    let config = load(&modbus_cabinet(Some("chem_cabinet"), FAN_ON), &[]).unwrap();
+    assert_eq!(
+        config.profiles.rule_action("chem_cabinet", "lel_high"),
+        Some("exhaust_fan_on")
+    );
+    assert_eq!(
+        config.profiles.rule_action("chem_cabinet", "door_open"),
+        None
+    );
+}
+
+#[test]
+fn write_back_actions_no_rule_can_run_are_refused_naming_action_device_and_profile() {
+    let typo = FAN_ON.replace("exhaust_fan_on", "exhaust_fan_onn");
+    let duplicate = format!("{FAN_ON}{}", FAN_ON.replace("address = 0", "address = 1"));
+    let cases = [
+        (
+            modbus_cabinet(Some("chem_cabinet"), &typo),
+            "modbus action `exhaust_fan_onn` of device xhsy/cab-7: no rule of profile \
+             `chem_cabinet` names it (`action = \"exhaust_fan_onn\"`), so it would never run",
+        ),
+        (
+            modbus_cabinet(Some("heat_detector"), FAN_ON),
+            "modbus action `exhaust_fan_on` of device xhsy/cab-7: no rule of profile \
+             `heat_detector` names it",
+        ),
+        (
+            modbus_cabinet(None, FAN_ON),
+            "modbus action `exhaust_fan_on` of device xhsy/cab-7: the device has no profile, \
+             so no rule can run the action",
+        ),
+        (
+            modbus_cabinet(Some("chem_cabinet"), &duplicate),
+            "modbus action `exhaust_fan_on`: duplicate action name for device `xhsy/cab-7`",
+        ),
+        (
+            modbus_cabinet(
+                Some("chem_cabinet"),
+                &FAN_ON.replace("device = \"cab-7\"", "device = \"cab-8\""),
+            ),
+            "modbus action `exhaust_fan_on`: no [[modbus.devices]] with id `cab-8`",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = load(&text, &[]).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("expected semantic errors, got {err}");
+        };
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0], want);
+    }
+}

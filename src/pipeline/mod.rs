@@ -10,7 +10,11 @@
 //! - core → MQTT alarm publisher (bounded): when full the MQTT copy is dropped and counted; the
 //!   alarm itself is journaled and on the SSE stream regardless.
 //! - API → core commands (bounded): served before readings, so the console stays responsive.
+//! - core → write-back action runs (`linkage`, at most `linkage::MAX_RUNS` at once): one more
+//!   is refused, counted and raised as a `fault` alarm; results come back on a bounded channel
+//!   that cannot fill (one slot per run).
 
+pub mod linkage;
 mod registry;
 
 pub use registry::{DeviceEntry, LiveValue, Registration};
@@ -78,6 +82,8 @@ pub struct CoreOutputs {
     /// spools to disk while the store is down, so it only fills under `spool_full =
     /// "backpressure"`).
     pub timeseries: Option<mpsc::Sender<Vec<TaggedReading>>>,
+    /// Write-back: runs the Modbus actions rules name (`None`: no action configured).
+    pub actions: Option<crate::ingest::modbus::ModbusWriter>,
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
@@ -97,6 +103,7 @@ pub struct Core {
     pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
     history_batch: HistoryBatch,
+    linkage: linkage::Linkage,
 }
 
 impl Core {
@@ -134,7 +141,7 @@ impl Core {
         // Conditions of devices not registered yet (announced by meta later) wait for them.
         let pending_restore = open
             .iter()
-            .filter(|a| a.condition_active)
+            .filter(|a| a.condition_active && !linkage::is_action_fault(&a.rule))
             .filter(|a| !engine.restore_condition(&a.sensor, &a.rule, a.severity))
             .map(|a| (a.sensor.clone(), a.rule.clone(), a.severity))
             .collect();
@@ -143,6 +150,8 @@ impl Core {
         }
         let book = AlarmBook::restore(open, max_id);
         metrics.active_alarms.set(book.len() as i64);
+        let linkage =
+            linkage::Linkage::new(&config.modbus, out.actions.clone(), metrics.modbus.clone());
         Ok(Self {
             engine,
             book,
@@ -155,6 +164,7 @@ impl Core {
             pending_restore,
             changes: Vec::new(),
             history_batch: HistoryBatch::default(),
+            linkage,
         })
     }
 
@@ -168,6 +178,7 @@ impl Core {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
+        let mut action_results = self.linkage.take_results();
         loop {
             tokio::select! {
                 biased;
@@ -175,6 +186,7 @@ impl Core {
                     Some(command) => self.handle_command(command).await,
                     None => commands_open = false,
                 },
+                Some(done) = action_results.recv() => self.action_done(done).await,
                 event = ingest.recv() => {
                     let Some(event) = event else { break };
                     self.handle_ingest(event);
@@ -275,14 +287,26 @@ impl Core {
 
     fn apply_changes(&mut self) {
         let now = now_ms();
+        // Alarms raised (or back) whose rule may name a write-back action (rare: no allocation
+        // otherwise).
+        let mut raised = Vec::new();
         for change in self.changes.drain(..) {
             let drill = false;
             if let Some(event) = self.book.apply(&change, now, drill) {
                 if event.transition == crate::alarms::Transition::Raised {
                     self.metrics.alarm_raised(event.alarm.class);
                 }
+                if matches!(
+                    event.transition,
+                    crate::alarms::Transition::Raised | crate::alarms::Transition::Reraised
+                ) {
+                    raised.push(event.alarm.clone());
+                }
                 self.pending.push(event);
             }
+        }
+        for alarm in raised {
+            self.start_action(&alarm);
         }
     }
 

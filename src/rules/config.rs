@@ -21,6 +21,9 @@ pub const STALE_RULE: &str = "stale";
 pub const RANGE_RULE_SUFFIX: &str = "_range";
 /// Suffix of the per-point "value unchanged for `stuck_after`" sensor fault (`<point>_stuck`).
 pub const STUCK_RULE_SUFFIX: &str = "_stuck";
+/// Prefix of the device-level "a rule's write-back action failed" fault
+/// (`action_failed:<action>`, on `<school>/<device>/status`).
+pub const ACTION_FAILED_RULE_PREFIX: &str = "action_failed:";
 
 /// The profiles shipped with the gateway.
 const BUILTIN_PROFILES: &str = include_str!("../../config/profiles.toml");
@@ -156,6 +159,11 @@ pub struct RuleSpec {
     /// `false` switches the rule off (useful in a site profile file).
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Write-back (linkage): when this rule's alarm is raised on a device, run the device's
+    /// `[[modbus.actions]]` entry of this name, e.g. `exhaust_fan_on`. A device without an
+    /// action of that name does nothing (off unless configured).
+    #[serde(default)]
+    pub action: Option<String>,
 }
 
 /// A device's override of one rule's numbers, e.g. in the gateway config
@@ -418,6 +426,24 @@ impl ProfileSet {
         }
     }
 
+    /// The write-back action a profile's rule names, if any.
+    pub fn rule_action(&self, profile: &str, rule: &str) -> Option<&str> {
+        self.profiles
+            .get(profile)?
+            .rules
+            .iter()
+            .find(|r| r.id == rule)?
+            .action
+            .as_deref()
+    }
+
+    /// Whether some rule of `profile` names `action`.
+    pub fn names_action(&self, profile: &str, action: &str) -> bool {
+        self.profiles
+            .get(profile)
+            .is_some_and(|p| p.rules.iter().any(|r| r.action.as_deref() == Some(action)))
+    }
+
     /// How many rules all profiles have together.
     pub fn rule_count(&self) -> usize {
         self.profiles.values().map(|p| p.rules.len()).sum()
@@ -464,6 +490,14 @@ fn valid_point_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The names `[[modbus.actions]]` accept (the same rule as there).
+fn valid_action_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '/' | '+' | '#'))
 }
 
 fn validate_profile(name: &str, profile: &Profile, problems: &mut Vec<String>) {
@@ -522,10 +556,17 @@ fn validate_profile(name: &str, profile: &Profile, problems: &mut Vec<String>) {
             problems.push(format!("profile `{name}`: a rule has an empty id"));
         } else if !seen.insert(&rule.id) {
             problems.push(format!("{at}: duplicate rule id"));
-        } else if reserved.contains(&rule.id) {
+        } else if reserved.contains(&rule.id) || rule.id.starts_with(ACTION_FAILED_RULE_PREFIX) {
             problems.push(format!(
                 "{at}: id is reserved for a built-in fault condition"
             ));
+        }
+        if let Some(action) = &rule.action {
+            if !valid_action_name(action) {
+                problems.push(format!(
+                    "{at}: action `{action}` must be non-empty without `/`, `+`, `#` or spaces"
+                ));
+            }
         }
         let point = profile.points.get(&rule.point);
         match point {
@@ -791,5 +832,39 @@ mod tests {
         );
         assert_eq!(device.overrides["heat_rate_of_rise"].enabled, Some(false));
         assert!(toml::from_str::<Device>("overrides.x = { alarms = 1.0 }").is_err());
+    }
+
+    #[test]
+    fn rule_actions_must_be_usable_names_and_the_action_fault_id_is_reserved() {
+        let text = r#"
+            [profiles.cab.points.lel_pct]
+            kind = "number"
+            [[profiles.cab.rules]]
+            id = "lel_high"
+            kind = "high"
+            point = "lel_pct"
+            class = "gas"
+            warning = 10.0
+            action = "fan on"
+            [[profiles.cab.rules]]
+            id = "action_failed:fan"
+            kind = "high"
+            point = "lel_pct"
+            class = "fault"
+            alarm = 50.0
+            action = "fan"
+        "#;
+        let set = ProfileSet::from_toml(text).expect("parses");
+        assert_eq!(
+            set.validate(),
+            vec![
+                "profile `cab`, rule `lel_high`: action `fan on` must be non-empty without `/`, `+`, `#` or spaces",
+                "profile `cab`, rule `action_failed:fan`: id is reserved for a built-in fault condition",
+            ]
+        );
+        assert_eq!(set.rule_action("cab", "action_failed:fan"), Some("fan"));
+        assert!(set.names_action("cab", "fan"));
+        assert!(!set.names_action("cab", "pump"));
+        assert_eq!(set.rule_action("nope", "lel_high"), None);
     }
 }

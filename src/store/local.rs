@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::StorageConfig;
-use crate::alarms::{Alarm, AlarmEvent, AlarmState};
+use crate::alarms::{Alarm, AlarmEvent, AlarmState, Transition};
 use crate::metrics::Metrics;
 use crate::model::{now_ms, DurableAck, Reading, Value};
 
@@ -161,11 +161,13 @@ impl LocalStore {
         let mut tx = self.pool.begin().await?;
         for event in events {
             let alarm = &event.alarm;
-            let doc = serde_json::to_string(alarm).map_err(|e| StoreError::Corrupt {
-                id: alarm.id as i64,
-                reason: e.to_string(),
-            })?;
-            sqlx::query(
+            // An `action` note does not change the alarm (and may come after it closed).
+            if event.transition != Transition::Action {
+                let doc = serde_json::to_string(alarm).map_err(|e| StoreError::Corrupt {
+                    id: alarm.id as i64,
+                    reason: e.to_string(),
+                })?;
+                sqlx::query(
                 "INSERT INTO alarms (id, sensor, rule, school, class, state, raised_at, updated_at, doc) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
@@ -182,6 +184,7 @@ impl LocalStore {
             .bind(doc)
             .execute(&mut *tx)
             .await?;
+            }
             sqlx::query(
                 "INSERT INTO alarm_journal (alarm_id, at, transition, user, comment, state, severity, value, false_alarm) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -46,6 +46,37 @@ point = "temp_c"
 class = "fire"
 alarm = 57.0
 deadband = 2.0
+
+# The simulated Modbus cabinet (firmware-sim/src/modbus.rs) with a low gas level that names a
+# write-back action (tests/modbus_actions.rs).
+[profiles.test_cabinet]
+label = "测试柜"
+label_en = "Test cabinet"
+
+[profiles.test_cabinet.points.temp_c]
+kind = "number"
+[profiles.test_cabinet.points.rh_pct]
+kind = "number"
+[profiles.test_cabinet.points.voc_ppm]
+kind = "number"
+[profiles.test_cabinet.points.lel_pct]
+kind = "number"
+[profiles.test_cabinet.points.airflow_mps]
+kind = "number"
+[profiles.test_cabinet.points.fan_on]
+kind = "bool"
+[profiles.test_cabinet.points.door_open]
+kind = "bool"
+
+[[profiles.test_cabinet.rules]]
+id = "lel_high"
+kind = "high"
+point = "lel_pct"
+class = "gas"
+warning = 3.0
+alarm = 40.0
+deadband = 0.5
+action = "exhaust_fan_on"
 "#;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -2,14 +2,16 @@
 //! e.g. switching a cabinet's exhaust fan on when a gas or ventilation alarm rises.
 //!
 //! ```text
-//! alarms ──ModbusWriter::execute("cab-1-fan-on")──► poller dispatcher ──► the device's
+//! core ──ModbusWriter::execute_on(cab-1, "exhaust_fan_on")──► poller dispatcher ──► the device's
 //!     connection task (between two polls, never concurrently with them) ──► FC5/FC6/FC16
 //!     ◄── Ok(WriteReport) or Err(WriteError) (journal it; a failure is a `fault` alarm)
 //! ```
 //!
 //! Actions are off unless configured. Create the pair with [`write_channel`], keep the
 //! [`ModbusWriter`] (cheap to clone) where alarms are handled and pass the [`WriteCommands`] to
-//! [`run_with_writes`](super::poller::run_with_writes).
+//! [`run_with_writes`](super::poller::run_with_writes). The gateway does this in `start` when
+//! `[[modbus.actions]]` exist; the pipeline core (`pipeline::linkage`) runs a rule's `action`
+//! on the device whose alarm was raised.
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +35,10 @@ pub struct WriteReport {
 pub enum WriteError {
     #[error("no Modbus action `{0}` is configured")]
     UnknownAction(String),
+    #[error("device `{device}` has no Modbus action `{action}`")]
+    NotOnDevice { action: String, device: DeviceKey },
+    #[error("several devices have a Modbus action `{0}`; name the device")]
+    Ambiguous(String),
     #[error("the Modbus poller is not running")]
     NotRunning,
     #[error("Modbus action `{action}`: too many writes queued for its connection")]
@@ -50,6 +56,8 @@ pub enum WriteError {
 #[derive(Debug)]
 pub struct WriteCommand {
     pub(crate) action: String,
+    /// The device whose action of that name runs; `None`: the only action of that name.
+    pub(crate) device: Option<DeviceKey>,
     pub(crate) reply: oneshot::Sender<Result<WriteReport, WriteError>>,
 }
 
@@ -72,14 +80,33 @@ pub fn write_channel() -> (ModbusWriter, WriteCommands) {
 }
 
 impl ModbusWriter {
-    /// Runs the action named `action` and waits for the device's answer. It is sent between
+    /// Runs the only action named `action` and waits for the device's answer. It is sent between
     /// two polls of its connection, so it waits at most for the poll in progress plus the
     /// device's timeout (connect and write). A failed write should raise a `fault` alarm.
     pub async fn execute(&self, action: &str) -> Result<WriteReport, WriteError> {
+        self.send(action, None).await
+    }
+
+    /// Runs `device`'s action named `action` (action names are unique per device; this is how
+    /// a rule's `action` runs on the device whose alarm rose). Waits like [`Self::execute`].
+    pub async fn execute_on(
+        &self,
+        device: &DeviceKey,
+        action: &str,
+    ) -> Result<WriteReport, WriteError> {
+        self.send(action, Some(device.clone())).await
+    }
+
+    async fn send(
+        &self,
+        action: &str,
+        device: Option<DeviceKey>,
+    ) -> Result<WriteReport, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(WriteCommand {
                 action: action.to_owned(),
+                device,
                 reply,
             })
             .await

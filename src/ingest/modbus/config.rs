@@ -453,7 +453,8 @@ impl ModbusConfig {
                 }
             }
         }
-        let mut action_names = HashSet::new();
+        // Names are unique per device: a rule's `action` picks the one of the alarm's device.
+        let mut action_names: HashSet<(&str, &str, &str)> = HashSet::new();
         for (index, action) in self.actions.iter().enumerate() {
             let who = format!("modbus action `{}`", action.name);
             if !is_path_component(&action.name) {
@@ -463,10 +464,20 @@ impl ModbusConfig {
                     action.name
                 ));
             }
-            if !action_names.insert(action.name.as_str()) {
-                problems.push(format!("{who}: duplicate action name"));
+            let devices = self.action_devices(action);
+            if let [device] = devices.as_slice() {
+                if !action_names.insert((
+                    action.name.as_str(),
+                    device.school.as_str(),
+                    device.id.as_str(),
+                )) {
+                    problems.push(format!(
+                        "{who}: duplicate action name for device `{}/{}`",
+                        device.school, device.id
+                    ));
+                }
             }
-            match self.action_devices(action).len() {
+            match devices.len() {
                 0 => problems.push(format!(
                     "{who}: no [[modbus.devices]] with id `{}`{}",
                     action.device,
@@ -987,6 +998,12 @@ mod tests {
             value = 12.5
             [[modbus.actions]]
             name = "fan-on"
+            device = "cab-1"
+            table = "coil"
+            address = 1
+            value = true
+            [[modbus.actions]]
+            name = "fan-on"
             device = "cab-9"
             table = "discrete"
             address = 0
@@ -1009,7 +1026,7 @@ mod tests {
         assert_eq!(config.actions[1].value, ActionValue::Number(12.5));
         let problems = config.validate();
         let expect = [
-            "modbus action `fan-on`: duplicate action name",
+            "modbus action `fan-on`: duplicate action name for device `xhsy/cab-1`",
             "modbus action `fan-on`: no [[modbus.devices]] with id `cab-9`",
             "modbus action `fan-on`: table discrete is read-only",
             "modbus action `too-big`: value 70000 is not a whole number in the range of u16",

@@ -254,7 +254,9 @@ impl std::fmt::Display for WriteOp {
     }
 }
 
-fn resolve_actions(config: &ModbusConfig) -> HashMap<String, ResolvedAction> {
+/// Configured actions by (device, name): names are unique per device, so one profile rule's
+/// `action = "exhaust_fan_on"` can mean a different write on every cabinet.
+fn resolve_actions(config: &ModbusConfig) -> HashMap<(DeviceKey, String), ResolvedAction> {
     let mut resolved = HashMap::new();
     for action in &config.actions {
         let Some(device) = config.action_devices(action).first().copied() else {
@@ -278,7 +280,7 @@ fn resolve_actions(config: &ModbusConfig) -> HashMap<String, ResolvedAction> {
             }
         };
         resolved.insert(
-            action.name.clone(),
+            (device.device_key(), action.name.clone()),
             ResolvedAction {
                 name: action.name.clone(),
                 device: device.device_key(),
@@ -302,7 +304,7 @@ struct ConnectionWrite {
 /// line cannot hold up writes to another.
 async fn dispatch_writes(
     mut writes: WriteCommands,
-    actions: HashMap<String, ResolvedAction>,
+    actions: HashMap<(DeviceKey, String), ResolvedAction>,
     queues: HashMap<ConnectionKey, mpsc::Sender<ConnectionWrite>>,
     shutdown: CancellationToken,
 ) {
@@ -314,10 +316,32 @@ async fn dispatch_writes(
                 None => return,
             },
         };
-        let Some(action) = actions.get(&command.action) else {
-            let _ = command
-                .reply
-                .send(Err(WriteError::UnknownAction(command.action)));
+        let action = match &command.device {
+            Some(device) => actions.get(&(device.clone(), command.action.clone())),
+            None => {
+                // By name alone: only when exactly one device has an action of that name.
+                let mut named = actions.values().filter(|a| a.name == command.action);
+                match (named.next(), named.next()) {
+                    (Some(action), None) => Some(action),
+                    (Some(_), Some(_)) => {
+                        let _ = command
+                            .reply
+                            .send(Err(WriteError::Ambiguous(command.action)));
+                        continue;
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let Some(action) = action else {
+            let error = match command.device {
+                Some(device) => WriteError::NotOnDevice {
+                    action: command.action,
+                    device,
+                },
+                None => WriteError::UnknownAction(command.action),
+            };
+            let _ = command.reply.send(Err(error));
             continue;
         };
         let Some(queue) = queues.get(&action.connection) else {
