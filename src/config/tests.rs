@@ -198,6 +198,6 @@ fn write_back_actions_no_rule_can_run_are_refused_naming_action_device_and_profi
             panic!("expected semantic errors, got {err}");
         };
         assert_eq!(problems.len(), 1, "{problems:#?}");
-        assert_eq!(problems[0], want);
+        assert!(problems[0].starts_with(want), "{problems:#?}");
     }
 }
