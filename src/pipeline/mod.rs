@@ -11,6 +11,7 @@
 //!   alarm itself is journaled and on the SSE stream regardless.
 //! - API → core commands (bounded): served before readings, so the console stays responsive.
 
+mod drills;
 mod registry;
 
 pub use registry::{DeviceEntry, LiveValue, Registration};
@@ -26,6 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
 use crate::config::Config;
+use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -67,6 +69,19 @@ pub enum Command {
     Sensors {
         reply: oneshot::Sender<Vec<(SensorId, LiveValue)>>,
     },
+    StartDrill {
+        drill: NewDrill,
+        reply: oneshot::Sender<Result<Drill, DrillError>>,
+    },
+    EndDrill {
+        id: u64,
+        user: String,
+        reply: oneshot::Sender<Result<Drill, DrillError>>,
+    },
+    /// The active drills.
+    Drills {
+        reply: oneshot::Sender<Vec<Drill>>,
+    },
 }
 
 /// Where the core's outputs go.
@@ -74,6 +89,8 @@ pub struct CoreOutputs {
     pub history: mpsc::Sender<HistoryBatch>,
     pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
     pub alarm_mqtt: Option<mpsc::Sender<Arc<AlarmEvent>>>,
+    /// Drill starts and ends, for the SSE stream (a slow client lags, like alarms).
+    pub drill_stream: broadcast::Sender<Arc<DrillEvent>>,
     /// The time-series sink, when one is configured. When full, the core waits (the sink
     /// spools to disk while the store is down, so it only fills under `spool_full =
     /// "backpressure"`).
@@ -86,6 +103,7 @@ const DRAIN_BATCH: usize = 512;
 pub struct Core {
     engine: RuleEngine,
     book: AlarmBook,
+    drills: DrillBook,
     registry: Registry,
     store: LocalStore,
     out: CoreOutputs,
@@ -142,10 +160,13 @@ impl Core {
             info!(count = open.len(), "restored open alarms");
         }
         let book = AlarmBook::restore(open, max_id);
+        // Drills that expired while the gateway was down end at the first tick.
+        let drills = DrillBook::restore(store.active_drills().await?);
         metrics.active_alarms.set(book.len() as i64);
         Ok(Self {
             engine,
             book,
+            drills,
             registry,
             store,
             out,
@@ -186,7 +207,10 @@ impl Core {
                     }
                     self.metrics.ingest_queue_depth.set(ingest.len() as i64);
                 }
-                _ = tick.tick() => self.handle_tick(),
+                _ = tick.tick() => {
+                    self.handle_tick();
+                    self.expire_drills().await;
+                }
                 // Sources stop on shutdown and drop their senders; this is a backstop for a
                 // source that does not.
                 _ = shutdown.cancelled(), if ingest.is_empty() && ingest.sender_strong_count() == 0 => break,
@@ -276,7 +300,7 @@ impl Core {
     fn apply_changes(&mut self) {
         let now = now_ms();
         for change in self.changes.drain(..) {
-            let drill = false;
+            let drill = drills::under_drill(&self.drills, &self.registry, &change.sensor);
             if let Some(event) = self.book.apply(&change, now, drill) {
                 if event.transition == crate::alarms::Transition::Raised {
                     self.metrics.alarm_raised(event.alarm.class);
@@ -400,6 +424,11 @@ impl Core {
             }
             Command::Sensors { reply } => {
                 let _ = reply.send(self.registry.sensors());
+            }
+            Command::StartDrill { drill, reply } => self.start_drill(drill, reply).await,
+            Command::EndDrill { id, user, reply } => self.end_drill(id, &user, reply).await,
+            Command::Drills { reply } => {
+                let _ = reply.send(self.drills.active().to_vec());
             }
         }
     }
