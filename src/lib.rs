@@ -25,6 +25,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod drills;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
@@ -102,6 +103,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
     let (command_tx, command_rx) = mpsc::channel(64);
     let (alarm_stream, _) = broadcast::channel::<Arc<AlarmEvent>>(config.alarms.stream_buffer);
+    // Drill changes are rare (people start them); a small buffer is plenty.
+    let (drill_stream, _) = broadcast::channel::<Arc<drills::DrillEvent>>(64);
 
     // Ingest stops on its own token, before the rest (so the core can drain what is queued).
     let ingest_stop = CancellationToken::new();
@@ -173,6 +176,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             history: history_tx,
             alarm_stream: alarm_stream.clone(),
             alarm_mqtt,
+            drill_stream: drill_stream.clone(),
             timeseries,
             actions: modbus_writer,
         },
@@ -209,6 +213,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         commands: command_tx,
         store: store.clone(),
         alarm_stream,
+        drill_stream,
         metrics: metrics.clone(),
         auth: Arc::new(api::auth::Authenticator::new(&config.http).with_sessions(
             users::sessions::SessionTable::new(config.users.session_ttl, config.users.max_sessions),

@@ -110,7 +110,11 @@ async fn every_role_uses_the_console_in_a_real_browser() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut setup = Setup::embedded("console", dir.path());
-    setup.extra_toml = users_toml();
+    // The fire rule files a ticket on raise, so a drill fire filing none is a real difference.
+    setup.extra_toml = format!(
+        "{}\n[tickets.policy.rule]\nheat_fixed = \"on_raise\"\n",
+        users_toml()
+    );
     let gw = TestGateway::start(&setup).await;
     let dev = Device::connect(gw.mqtt_port, &unique("console-dev")).await;
 
@@ -128,12 +132,37 @@ async fn every_role_uses_the_console_in_a_real_browser() {
         r#"{"profile":"heat_detector","building":"教学楼A","room":"201","name":"教室201感温"}"#,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    dev.publish(
-        &gw.topic(OWN, "heat-a201", "telemetry"),
-        r#"{"temp_c":24.0}"#,
+    // The drill step's detector, alone in its building.
+    announce(
+        &gw,
+        &dev,
+        OWN,
+        "heat-s101",
+        r#"{"profile":"heat_detector","building":"实训楼","room":"101","name":"实训室101感温"}"#,
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in ["heat-a201", "heat-s101"] {
+        dev.publish(&gw.topic(OWN, id, "telemetry"), r#"{"temp_c":24.0}"#)
+            .await;
+    }
+    // A ticket whose rectification deadline passed two hours ago, for the bureau to supervise
+    // (automatic supervision starts only days after the deadline).
+    let (status, overdue) = gw
+        .post_json(
+            "/api/v1/tickets",
+            Some(OPERATOR_TOKEN),
+            json!({
+                "school": OWN,
+                "location": "教学楼A 302",
+                "category": "building",
+                "description": "302教室窗户护栏松动",
+                "deadline_at": campusguard::model::now_ms() - 2 * 3600 * 1000,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{overdue}");
+    assert_eq!(overdue["overdue"], true, "{overdue}");
 
     // Six hours of cabinet history, one reading every 20 minutes, then the current values.
     let now = campusguard::model::now_ms();
@@ -180,6 +209,10 @@ async fn every_role_uses_the_console_in_a_real_browser() {
         "own_cabinet": format!("{OWN}/cab-1"),
         "alarmed_cabinet": format!("{OWN}/cab-2"),
         "other_cabinet": format!("{OTHER}/cab-9"),
+        "overdue_ticket": overdue["id"],
+        "drill_school": OWN,
+        "drill_building": "实训楼",
+        "drill_sensor": format!("{OWN}/heat-s101/temp_c"),
     });
     let mut child = tokio::process::Command::new("node")
         .arg(repo().join("tests/console/run.mjs"))
@@ -205,6 +238,15 @@ async fn every_role_uses_the_console_in_a_real_browser() {
                 )
                 .await;
                 stdin.write_all(b"fire published\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+            if line == "NEED drill fire" {
+                dev.publish(
+                    &gw.topic(OWN, "heat-s101", "telemetry"),
+                    r#"{"temp_c":82.0}"#,
+                )
+                .await;
+                stdin.write_all(b"drill fire published\n").await.unwrap();
                 stdin.flush().await.unwrap();
             }
             if line == "NEED fire out" {

@@ -23,6 +23,7 @@
   const state = {
     me: null,
     alarms: new Map(),   // id → alarm (open ones)
+    drills: new Map(),   // id → active drill
     devices: new Map(),  // "school/device" → device entry
     view: null,
     soundMuted: localStorage.getItem("cg_sound") === "off",
@@ -110,6 +111,7 @@
     window.addEventListener("hashchange", route);
     await loadDevices();
     await loadAlarms();
+    await loadDrills();
     openStream();
     // The machine lost its network: say so now rather than when the next keep-alive is missed.
     window.addEventListener("offline", () => {
@@ -163,7 +165,7 @@
     state.source = source;
     source.addEventListener("open", () => {
       state.streamUp = true; state.reconnectDelay = 1000; renderStreamState();
-      loadAlarms(); // catch up on what happened while disconnected
+      loadAlarms(); loadDrills(); // catch up on what happened while disconnected
     });
     source.addEventListener("alarm", (ev) => {
       let a;
@@ -174,7 +176,13 @@
       if (state.view === "lab") renderLabStates();
       updateSound();
     });
-    source.addEventListener("resync", () => loadAlarms());
+    source.addEventListener("drill", (ev) => {
+      let d;
+      try { d = JSON.parse(ev.data); } catch (e) { return; }
+      if (d.change === "started") state.drills.set(d.id, d); else state.drills.delete(d.id);
+      if (state.view === "control") renderDrills();
+    });
+    source.addEventListener("resync", () => { loadAlarms(); loadDrills(); });
     source.addEventListener("error", () => {
       state.streamUp = false; renderStreamState();
       if (source.readyState === EventSource.CLOSED) {
@@ -196,8 +204,10 @@
       || (b.raised_at - a.raised_at));
   }
   function isShelved(a) { return a.shelved && a.shelved.until_ms > Date.now(); }
+  // Unacknowledged real alarms: these ring and one of them is the first-out. A drill alarm is
+  // shown (marked 演练) and needs its acknowledgement, but neither rings nor flashes.
   function unackedAlarms() {
-    return [...state.alarms.values()].filter((a) => (a.state === "active_unacked" || a.state === "cleared_unacked") && !isShelved(a));
+    return [...state.alarms.values()].filter((a) => (a.state === "active_unacked" || a.state === "cleared_unacked") && !isShelved(a) && !a.drill);
   }
   function alarmRow(a, firstId) {
     const unacked = a.state === "active_unacked" || a.state === "cleared_unacked";
@@ -208,8 +218,8 @@
       if (!isShelved(a)) actions.push(h("button", { class: "shelve", onclick: () => alarmAction(a, "shelve") }, t("shelve")));
       if (latched) actions.push(h("button", { class: "reset", onclick: () => alarmAction(a, "reset") }, t("reset")));
     }
-    return h("tr", { class: ["alarm", a.class, unacked ? "unacked" : "acked"].join(" "),
-      dataset: { id: a.id, state: a.state, class: a.class, sensor: a.sensor, rule: a.rule } },
+    return h("tr", { class: ["alarm", a.class, unacked ? "unacked" : "acked", a.drill ? "drill" : ""].join(" ").trim(),
+      dataset: { id: a.id, state: a.state, class: a.class, sensor: a.sensor, rule: a.rule, drill: String(!!a.drill) } },
       h("td", {}, h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
         a.id === firstId ? h("span", { class: "badge first" }, t("first_alarm")) : null,
         a.drill ? h("span", { class: "badge drill" }, t("drill")) : null),
@@ -234,6 +244,7 @@
     document.getElementById("shelved-body").replaceChildren(...shelved.map((a) => alarmRow(a, null)));
     document.getElementById("shelved-count").textContent = shelved.length;
     renderSummary(live);
+    renderDrills();
   }
   function renderSummary(live) {
     const bySchool = new Map();
@@ -252,6 +263,62 @@
       h("td", {}, r.gas ? h("span", { class: "badge gas" }, r.gas) : "0"),
       h("td", {}, String(r.supervisory)), h("td", {}, String(r.fault)), h("td", {}, String(r.unacked))));
     document.getElementById("summary-body").replaceChildren(...rows);
+  }
+  // ---- drill mode: a switch per school and per building, with its expiry -----------------
+  async function loadDrills() {
+    try {
+      const list = await api("/api/v1/drills");
+      state.drills = new Map(list.map((d) => [d.id, d]));
+    } catch (e) { return; }
+    if (state.view === "control") renderDrills();
+  }
+  function drillFor(school, building) {
+    return [...state.drills.values()].find((d) => d.school === school && (d.building || "") === building);
+  }
+  function renderDrills() {
+    const box = document.getElementById("drills");
+    const scopes = new Map(); // school → Set of buildings
+    for (const d of state.devices.values()) {
+      const set = scopes.get(d.school) || new Set();
+      if (d.building) set.add(d.building);
+      scopes.set(d.school, set);
+    }
+    for (const d of state.drills.values()) {
+      const set = scopes.get(d.school) || new Set();
+      if (d.building) set.add(d.building);
+      scopes.set(d.school, set);
+    }
+    if (!scopes.size) { box.replaceChildren(h("p", { class: "empty" }, t("no_drill_scopes"))); return; }
+    const scopeRow = (school, building) => {
+      const d = drillFor(school, building);
+      const actions = [];
+      if (canHandleAlarms()) {
+        actions.push(d ? h("button", { class: "drill-end", onclick: () => endDrill(d) }, t("drill_end"))
+          : h("button", { class: "drill-start", onclick: () => startDrill(school, building) }, t("drill_start")));
+      }
+      return h("div", { class: "drill-scope" + (building ? " building" : ""), dataset: { school, building, active: String(!!d), drill: d ? d.id : "" } },
+        h("span", { class: "name" }, building || t("drill_whole_school")),
+        d ? h("span", { class: "badge drill" }, t("drill_active")) : null,
+        d ? h("span", { class: "until", title: t("drill_by") + " " + d.started_by + ": " + d.reason, dataset: { until: d.until } }, t("drill_until") + " " + I.fmtTime(d.until)) : null,
+        actions);
+    };
+    box.replaceChildren(...[...scopes.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([school, buildings]) =>
+      h("div", { class: "drill-school", dataset: { school } }, h("b", {}, school), scopeRow(school, ""),
+        [...buildings].sort().map((b) => scopeRow(school, b)))));
+  }
+  function startDrill(school, building) {
+    openDialog(t("dialog_drill") + " · " + school + (building ? " · " + building : " · " + t("drill_whole_school")), [
+      field("duration", t("duration"), "select", { options: [["30m", "30 min"], ["1h", "1 h"], ["2h", "2 h"], ["4h", "4 h"], ["8h", "8 h"], ["24h", "24 h"]] }),
+      field("reason", t("reason"), "textarea", { required: true, maxlength: 1000 })],
+      async (f) => {
+        const d = await post("/api/v1/drills", { school, building: building || null, duration: f.duration, reason: f.reason });
+        state.drills.set(d.id, d); renderDrills();
+      });
+  }
+  async function endDrill(d) {
+    try { await api("/api/v1/drills/" + d.id, { method: "DELETE" }); }
+    catch (e) { if (e.status !== 404) { alert(t("action_failed") + ": " + e.message); return; } }
+    state.drills.delete(d.id); renderDrills();
   }
   function canHandleAlarms() { return ["operator", "lab_manager", "admin"].includes(state.me.role); }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 mod config;
 mod console;
+mod drills;
 mod error;
 mod kpis;
 mod routes;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub commands: mpsc::Sender<Command>,
     pub store: LocalStore,
     pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
+    /// Drill starts and ends, sent on the alarm stream as `drill` events.
+    pub drill_stream: broadcast::Sender<Arc<crate::drills::DrillEvent>>,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<auth::Authenticator>,
     pub max_body_bytes: usize,

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .merge(super::console::routes())
         .merge(super::tickets::routes())
+        .merge(super::drills::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -102,7 +103,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Sends a command to the core and waits for its answer.
-async fn ask<T>(
+pub(super) async fn ask<T>(
     state: &AppState,
     make: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
@@ -340,6 +341,9 @@ async fn alarm_stream(
     metrics.sse_clients.inc();
     let guard = SseClientGuard(metrics);
     let shutdown = state.shutdown.clone();
+    // Drill starts and ends ride on the same stream as `drill` events (clients that only
+    // listen for `alarm` ignore them).
+    let drills = super::drills::stream_events(&state, who.clone());
     let stream = BroadcastStream::new(state.alarm_stream.subscribe()).filter_map(move |item| {
         let _alive = &guard;
         match item {
@@ -355,6 +359,7 @@ async fn alarm_stream(
                 .data(json!({ "missed": missed }).to_string()))),
         }
     });
+    let stream = futures::stream::select(stream, drills);
     let stream =
         futures::StreamExt::take_until(stream, async move { shutdown.cancelled_owned().await });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -14,6 +14,7 @@
 //!   is refused, counted and raised as a `fault` alarm; results come back on a bounded channel
 //!   that cannot fill (one slot per run).
 
+mod drills;
 pub mod linkage;
 mod registry;
 
@@ -30,6 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
 use crate::config::Config;
+use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -71,6 +73,19 @@ pub enum Command {
     Sensors {
         reply: oneshot::Sender<Vec<(SensorId, LiveValue)>>,
     },
+    StartDrill {
+        drill: NewDrill,
+        reply: oneshot::Sender<Result<Drill, DrillError>>,
+    },
+    EndDrill {
+        id: u64,
+        user: String,
+        reply: oneshot::Sender<Result<Drill, DrillError>>,
+    },
+    /// The active drills.
+    Drills {
+        reply: oneshot::Sender<Vec<Drill>>,
+    },
 }
 
 /// Where the core's outputs go.
@@ -78,6 +93,8 @@ pub struct CoreOutputs {
     pub history: mpsc::Sender<HistoryBatch>,
     pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
     pub alarm_mqtt: Option<mpsc::Sender<Arc<AlarmEvent>>>,
+    /// Drill starts and ends, for the SSE stream (a slow client lags, like alarms).
+    pub drill_stream: broadcast::Sender<Arc<DrillEvent>>,
     /// The time-series sink, when one is configured. When full, the core waits (the sink
     /// spools to disk while the store is down, so it only fills under `spool_full =
     /// "backpressure"`).
@@ -92,6 +109,7 @@ const DRAIN_BATCH: usize = 512;
 pub struct Core {
     engine: RuleEngine,
     book: AlarmBook,
+    drills: DrillBook,
     registry: Registry,
     store: LocalStore,
     out: CoreOutputs,
@@ -149,12 +167,15 @@ impl Core {
             info!(count = open.len(), "restored open alarms");
         }
         let book = AlarmBook::restore(open, max_id);
+        // Drills that expired while the gateway was down end at the first tick.
+        let drills = DrillBook::restore(store.active_drills().await?);
         metrics.active_alarms.set(book.len() as i64);
         let linkage =
             linkage::Linkage::new(&config.modbus, out.actions.clone(), metrics.modbus.clone());
         Ok(Self {
             engine,
             book,
+            drills,
             registry,
             store,
             out,
@@ -198,7 +219,10 @@ impl Core {
                     }
                     self.metrics.ingest_queue_depth.set(ingest.len() as i64);
                 }
-                _ = tick.tick() => self.handle_tick(),
+                _ = tick.tick() => {
+                    self.handle_tick();
+                    self.expire_drills().await;
+                }
                 // Sources stop on shutdown and drop their senders; this is a backstop for a
                 // source that does not.
                 _ = shutdown.cancelled(), if ingest.is_empty() && ingest.sender_strong_count() == 0 => break,
@@ -291,7 +315,7 @@ impl Core {
         // otherwise).
         let mut raised = Vec::new();
         for change in self.changes.drain(..) {
-            let drill = false;
+            let drill = drills::under_drill(&self.drills, &self.registry, &change.sensor);
             if let Some(event) = self.book.apply(&change, now, drill) {
                 if event.transition == crate::alarms::Transition::Raised {
                     self.metrics.alarm_raised(event.alarm.class);
@@ -424,6 +448,11 @@ impl Core {
             }
             Command::Sensors { reply } => {
                 let _ = reply.send(self.registry.sensors());
+            }
+            Command::StartDrill { drill, reply } => self.start_drill(drill, reply).await,
+            Command::EndDrill { id, user, reply } => self.end_drill(id, &user, reply).await,
+            Command::Drills { reply } => {
+                let _ = reply.send(self.drills.active().to_vec());
             }
         }
     }

@@ -154,6 +154,11 @@ impl Registry {
         Some(profile)
     }
 
+    /// The building a device is in (from config or meta), if known.
+    pub fn building(&self, key: &DeviceKey) -> Option<&str> {
+        self.devices.get(key)?.info.building.as_deref()
+    }
+
     pub fn is_configured(&self, key: &DeviceKey) -> bool {
         self.devices
             .get(key)

@@ -193,13 +193,16 @@ try {
       assert((await page.textContent("#bureau-tickets")).includes("工单模块未启用"), "empty state text");
     } else {
       await page.waitForSelector("#bureau-tickets table.tickets, #bureau-tickets .empty", { timeout: 5000 });
+      // The fixture filed a ticket whose deadline has passed: it must be listed as overdue.
+      await page.waitForSelector("#bureau-tickets tr.overdue button.supervise", { timeout: 5000 });
       const overdue = page.locator("#bureau-tickets tr.overdue button.supervise").first();
-      if (await overdue.count()) {
-        const id = await overdue.evaluate((b) => b.closest("tr").dataset.ticket);
-        await overdue.click();
-        await page.waitForSelector(`#bureau-tickets tr[data-ticket="${id}"] button.unsupervise`, { timeout: 5000 });
-        console.log(`  supervised overdue ticket ${id}`);
-      }
+      const id = await overdue.evaluate((b) => b.closest("tr").dataset.ticket);
+      assert(id === fixture.overdue_ticket, `overdue row ${id}, fixture filed ${fixture.overdue_ticket}`);
+      await overdue.click();
+      await page.waitForSelector(`#bureau-tickets tr[data-ticket="${id}"] button.unsupervise`, { timeout: 5000 });
+      const ticket = await page.evaluate(async (id) => (await fetch(`/api/v1/tickets/${encodeURIComponent(id)}`)).json(), id);
+      assert(ticket.supervised === true && ticket.supervised_by === users.bureau.name, `supervised: ${JSON.stringify(ticket)}`);
+      console.log(`  supervised overdue ticket ${id}`);
     }
     await shot(page, "bureau");
   });
@@ -245,6 +248,55 @@ try {
     await page.waitForFunction(() => document.querySelector("#shelved-count").textContent === "1", null, { timeout: 3000 });
     await page.click("#shelved-box summary");
     await shot(page, "control-room-shelved");
+  });
+
+  await test("the operator starts a drill for a building; its fire shows as a drill, silent, and files no ticket", async () => {
+    const page = pages.operator;
+    const [school, building] = [fixture.drill_school, fixture.drill_building];
+    const scope = `.drill-scope[data-school="${school}"][data-building="${building}"]`;
+    await page.waitForSelector(`${scope}[data-active="false"] button.drill-start`, { timeout: 5000 });
+    await page.click(`${scope} button.drill-start`);
+    await page.selectOption('#action-dialog select[name="duration"]', "1h");
+    await page.fill('#action-dialog textarea[name="reason"]', "消防疏散演练");
+    const t0 = Date.now();
+    await page.click("#action-submit");
+    await page.waitForSelector(`${scope}[data-active="true"] button.drill-end`, { timeout: 3000 });
+    const drills = await page.evaluate(async () => (await fetch("/api/v1/drills")).json());
+    const drill = drills.find((d) => d.school === school && d.building === building);
+    assert(drill && drill.started_by === users.operator.name && drill.reason === "消防疏散演练", `drills: ${JSON.stringify(drills)}`);
+    assert(Math.abs(drill.until - (t0 + 3600000)) < 10000, `expires in an hour: ${drill.until - t0} ms`);
+    const until = await page.getAttribute(`${scope} .until`, "data-until");
+    assert(Number(until) === drill.until, `expiry shown: ${until}`);
+    assert(/\d{2}:\d{2}:\d{2}/.test(await page.textContent(`${scope} .until`)), "expiry shown as a local time");
+    // The whole school is not in drill, only the building.
+    assert((await page.getAttribute(`.drill-scope[data-school="${school}"][data-building=""]`, "data-active")) === "false", "school switch off");
+
+    const answer = await ask("drill fire");
+    assert(answer === "drill fire published", `unexpected answer ${answer}`);
+    const row = `tr.alarm.fire.drill[data-sensor="${fixture.drill_sensor}"][data-drill="true"]`;
+    await page.waitForSelector(row, { timeout: 3000 });
+    assert((await page.textContent(`${row} .badge.drill`)).includes("演练"), "drill badge in Chinese");
+    assert((await page.getAttribute(row, "data-state")) === "active_unacked", "still needs an acknowledgement");
+    // Decided: a drill alarm shows but does not ring and does not flash.
+    await page.waitForTimeout(300);
+    assert((await page.evaluate(() => document.body.dataset.sound)) === "off", "no sound for a drill alarm");
+    assert(await page.isHidden("#sound-flag"), "no unacknowledged-alarm flag for a drill alarm");
+    assert(await page.locator(`${row} td`).first().evaluate((td) => getComputedStyle(td).animationName === "none"), "drill row does not flash");
+    const id = await page.getAttribute(row, "data-id");
+    const alarm = await page.evaluate(async (id) => (await fetch(`/api/v1/alarms/${id}`)).json(), id);
+    assert(alarm.drill === true, `alarm: ${JSON.stringify(alarm)}`);
+    await shot(page, "control-room-drill");
+
+    // The fire rule files tickets on raise here: the real fire got one, the drill fire none.
+    await page.waitForTimeout(1500);
+    const tickets = await page.evaluate(async () => { const b = await (await fetch("/api/v1/tickets")).json(); return Array.isArray(b) ? b : (b.tickets || b.items || []); });
+    assert(tickets.some((tk) => tk.sensor === fixture.fire_sensor), `the real fire filed a ticket: ${JSON.stringify(tickets.map((tk) => tk.sensor))}`);
+    assert(!tickets.some((tk) => tk.sensor === fixture.drill_sensor), `no ticket for the drill fire: ${JSON.stringify(tickets.map((tk) => tk.sensor))}`);
+
+    await page.click(`${scope} button.drill-end`);
+    await page.waitForSelector(`${scope}[data-active="false"] button.drill-start`, { timeout: 3000 });
+    const after = await page.evaluate(async () => (await fetch("/api/v1/drills")).json());
+    assert(!after.some((d) => d.id === drill.id), `drill ended: ${JSON.stringify(after)}`);
   });
 
   await test("the board shows a disconnected state when the stream drops and recovers by itself", async () => {

@@ -1,0 +1,208 @@
+//! Drill routes: list the active drills, start one for a school or a building, end one early.
+//! Starting and ending need a role that acts on alarms, within its school scope; drill
+//! changes also go out on the alarm stream as `drill` events.
+
+use std::convert::Infallible;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::auth::Principal;
+use super::routes::{ask, Reader};
+use super::{ApiError, AppState};
+use crate::drills::{Drill, DrillError, NewDrill, MAX_DRILL_DURATION};
+use crate::model::now_ms;
+use crate::pipeline::Command;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/drills", get(list).post(start))
+        .route("/api/v1/drills/{id}", delete(end))
+}
+
+/// A caller who may act on alarms, and so may start and end drills.
+struct DrillLeader(Principal);
+
+impl FromRequestParts<AppState> for DrillLeader {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.auth.alarm_handler(parts).map(DrillLeader)
+    }
+}
+
+impl From<DrillError> for ApiError {
+    fn from(e: DrillError) -> Self {
+        match e {
+            DrillError::NotFound(_) => ApiError::not_found(e.to_string()),
+            DrillError::BadExpiry => ApiError::bad_request(e.to_string()),
+            DrillError::Overlap(_) | DrillError::TooMany => ApiError::conflict(e.to_string()),
+            DrillError::Store(_) => ApiError::internal(e),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    school: Option<String>,
+    /// Accepted (and read by the authenticator) so `?token=` passes `deny_unknown_fields`.
+    #[serde(default, rename = "token")]
+    _token: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Reader(who): Reader,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Drill>>, ApiError> {
+    let Query(q) = query?;
+    let mut drills = ask(&state, |reply| Command::Drills { reply }).await?;
+    drills.retain(|d| {
+        who.may_see_school(&d.school) && q.school.as_deref().is_none_or(|s| d.school == s)
+    });
+    drills.sort_by(|a, b| (&a.school, &a.building).cmp(&(&b.school, &b.building)));
+    Ok(Json(drills))
+}
+
+/// `duration` as humantime (`"45m"`, `"2h"`) or as a number of minutes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationInput {
+    Minutes(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    school: String,
+    /// Absent (or empty) = the whole school.
+    building: Option<String>,
+    /// How long; or give `until`.
+    duration: Option<DurationInput>,
+    /// Unix ms; or give `duration`.
+    until: Option<i64>,
+    reason: String,
+}
+
+fn expiry(body: &StartBody, now: i64) -> Result<i64, ApiError> {
+    let span = match (&body.duration, body.until) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::bad_request(
+                "give either `duration` or `until` (Unix ms)",
+            ))
+        }
+        (None, Some(until)) => return Ok(until),
+        (Some(DurationInput::Minutes(m)), None) => {
+            std::time::Duration::from_secs(m.saturating_mul(60))
+        }
+        (Some(DurationInput::Text(text)), None) => humantime::parse_duration(text)
+            .map_err(|e| ApiError::bad_request(format!("duration `{text}`: {e}")))?,
+    };
+    if span.is_zero() || span > MAX_DRILL_DURATION {
+        return Err(ApiError::bad_request(
+            "a drill lasts more than 0 and at most 24 h",
+        ));
+    }
+    Ok(now.saturating_add(i64::try_from(span.as_millis()).unwrap_or(i64::MAX)))
+}
+
+async fn start(
+    State(state): State<AppState>,
+    DrillLeader(who): DrillLeader,
+    body: Result<Json<StartBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    if !crate::config::valid_name(&body.school) {
+        return Err(ApiError::bad_request("`school` must be a school id"));
+    }
+    if !who.may_see_school(&body.school) {
+        return Err(ApiError::forbidden(format!(
+            "school `{}` is outside your scope",
+            body.school
+        )));
+    }
+    let building = body
+        .building
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(str::to_string);
+    if building.as_ref().is_some_and(|b| b.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "building is longer than 200 characters",
+        ));
+    }
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(ApiError::bad_request(
+            "a drill needs a reason of at most 1000 characters",
+        ));
+    }
+    let until = expiry(&body, now_ms())?;
+    let drill = NewDrill {
+        school: body.school.clone(),
+        building,
+        started_by: who.name.clone(),
+        reason: reason.to_string(),
+        until,
+    };
+    let started = ask(&state, |reply| Command::StartDrill { drill, reply }).await??;
+    Ok((StatusCode::CREATED, Json(started)).into_response())
+}
+
+async fn end(
+    State(state): State<AppState>,
+    DrillLeader(who): DrillLeader,
+    Path(id): Path<String>,
+) -> Result<Json<Drill>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("drill id must be a number, not `{id}`")))?;
+    let active = ask(&state, |reply| Command::Drills { reply }).await?;
+    let Some(drill) = active.iter().find(|d| d.id == id) else {
+        return Err(DrillError::NotFound(id).into());
+    };
+    if !who.may_see_school(&drill.school) {
+        return Err(ApiError::forbidden(format!(
+            "drill {id} belongs to a school outside your scope"
+        )));
+    }
+    let ended = ask(&state, |reply| Command::EndDrill {
+        id,
+        user: who.name.clone(),
+        reply,
+    })
+    .await??;
+    Ok(Json(ended))
+}
+
+/// The `drill` events of the alarm stream that `who` may see.
+pub(super) fn stream_events(
+    state: &AppState,
+    who: Principal,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    BroadcastStream::new(state.drill_stream.subscribe()).filter_map(move |item| match item {
+        Ok(event) if who.may_see_school(&event.drill.school) => Some(Ok(Event::default()
+            .event("drill")
+            .json_data(&*event)
+            .unwrap_or_else(|_| Event::default().comment("unencodable event")))),
+        Ok(_) => None,
+        // Missed drill changes: the client reloads (alarms and drills) on `resync`.
+        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
+            .event("resync")
+            .data(json!({ "missed": missed }).to_string()))),
+    })
+}
