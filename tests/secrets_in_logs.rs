@@ -25,14 +25,6 @@ const USER_PASSWORD: &str = "SECRET-user-pass-2c9e7f1a";
 const ADMIN_PASSWORD: &str = "SECRET-admin-pass-9a4d6b3e";
 const WRONG_PASSWORD: &str = "SECRET-wrong-pass-0e5c1a7f";
 
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the VictoriaMetrics write step did not pass yet (no series within 20 s); run with --ignored"]
 async fn no_secret_reaches_the_log_even_at_trace_level() {
