@@ -26,7 +26,7 @@ const ADMIN_PASSWORD: &str = "SECRET-admin-pass-9a4d6b3e";
 const WRONG_PASSWORD: &str = "SECRET-wrong-pass-0e5c1a7f";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the VictoriaMetrics write step did not pass yet (no series within 20 s); run with --ignored"]
+#[ignore = "not yet passed end to end (the VictoriaMetrics selector was fixed but not re-run); run with --ignored"]
 async fn no_secret_reaches_the_log_even_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     // Mosquitto that only lets the gateway (and the test device) in with their passwords.
@@ -236,7 +236,7 @@ profile = "test_room"
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let series = vm.export(r#"{__name__=~".*temp_c.*"}"#).await;
+        let series = vm.export(r#"{__name__="test_room_value"}"#).await;
         if !series.is_empty() {
             break;
         }
