@@ -200,4 +200,66 @@ fn write_back_actions_no_rule_can_run_are_refused_naming_action_device_and_profi
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(problems[0].starts_with(want), "{problems:#?}");
     }
+
+#[test]
+fn debug_output_of_a_config_never_shows_a_secret() {
+    let text = r#"
+[mqtt]
+username = "gw"
+password = "SECRET-mqtt-password"
+
+[[http.tokens]]
+name = "ops"
+token = "SECRET-api-token-0123456789"
+role = "operator"
+
+[timeseries]
+kind = "influxdb2"
+url = "http://127.0.0.1:8086"
+org = "o"
+bucket = "b"
+token = "SECRET-tsdb-token"
+
+[[users.seed]]
+name = "admin"
+role = "admin"
+password = "SECRET-admin-password"
+
+[tickets]
+database_url = "postgres://campus:SECRET-pg-password@127.0.0.1:5432/test"
+"#;
+    let c = load(text, &[]).unwrap();
+    let debug = format!("{c:?} {c:#?}");
+    assert!(!debug.contains("SECRET"), "{debug}");
+    // What is not secret is still there to debug with.
+    assert!(
+        debug.contains("postgres://campus:***@127.0.0.1:5432/test"),
+        "{debug}"
+    );
+    assert!(debug.contains("\"ops\""));
+}
+
+#[test]
+fn credentials_in_the_mqtt_url_are_refused_without_echoing_them() {
+    let err = load("[mqtt]\nurl = \"mqtt://gw:SECRET-pw@10.0.0.1:1883\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must not carry credentials"), "{err}");
+    assert!(!err.contains("SECRET"), "{err}");
+}
+
+#[test]
+fn url_passwords_are_redacted() {
+    use crate::tickets::config::redact_url_password as r;
+    assert_eq!(
+        r("postgres://u:p@h:5432/db?x=1"),
+        "postgres://u:***@h:5432/db?x=1"
+    );
+    assert_eq!(r("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        r("postgres://h/db?user=u&password=x@y"),
+        "postgres://h/db?user=u&password=***"
+    );
+    assert_eq!(r("sqlite://data/tickets.db"), "sqlite://data/tickets.db");
+    assert_eq!(r("not a url"), "not a url");
 }

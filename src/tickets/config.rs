@@ -12,7 +12,7 @@ use crate::model::AlarmClass;
 
 const DAY: u64 = 24 * 3600;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketsConfig {
     /// `sqlite://…` or `postgres://…`. Default: SQLite `<storage.data_dir>/tickets.db`.
@@ -50,6 +50,75 @@ pub struct TicketsConfig {
     /// `report` needs at least one "after" photo for these grades.
     #[serde(default = "default_require_after_photo")]
     pub require_after_photo_for: Vec<Grade>,
+}
+
+// Hand-written so the password in a `postgres://user:password@…` URL never reaches a log line.
+// Destructured without `..`: a new field does not compile until it is listed here.
+impl std::fmt::Debug for TicketsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            database_url,
+            schema,
+            max_connections,
+            school_codes,
+            utc_offset_hours,
+            deadlines,
+            routing,
+            policy,
+            supervise_after,
+            supervision_interval,
+            attachment_max_bytes,
+            require_after_photo_for,
+        } = self;
+        f.debug_struct("TicketsConfig")
+            .field(
+                "database_url",
+                &database_url.as_deref().map(redact_url_password),
+            )
+            .field("schema", schema)
+            .field("max_connections", max_connections)
+            .field("school_codes", school_codes)
+            .field("utc_offset_hours", utc_offset_hours)
+            .field("deadlines", deadlines)
+            .field("routing", routing)
+            .field("policy", policy)
+            .field("supervise_after", supervise_after)
+            .field("supervision_interval", supervision_interval)
+            .field("attachment_max_bytes", attachment_max_bytes)
+            .field("require_after_photo_for", require_after_photo_for)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/…?password=…` → `scheme://user:***@host/…?password=***`;
+/// other text unchanged.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 fn default_max_connections() -> u32 {

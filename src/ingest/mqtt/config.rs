@@ -163,6 +163,14 @@ impl MqttConfig {
             ));
         };
         let rest = rest.trim_end_matches('/');
+        // Credentials in the URL would be logged with it; they belong in username/password_env.
+        // (The message leaves the URL out for the same reason.)
+        if rest.contains('@') {
+            return Err(
+                "mqtt.url must not carry credentials (use mqtt.username and mqtt.password_env)"
+                    .into(),
+            );
+        }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (
                 h,
