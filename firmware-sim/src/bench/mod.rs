@@ -544,7 +544,6 @@ struct E2eRow {
     /// Published but not yet accepted when the publisher finished.
     backlog_at_end: f64,
     drain_secs: f64,
-    accepted_total: f64,
     ingest_queue_max: f64,
     history_queue_max: f64,
     cpu_s_per_million: f64,
@@ -649,7 +648,6 @@ async fn e2e_step(
         accepted_per_s: (r_end - r0) / t_end.duration_since(t0).as_secs_f64().max(1e-3),
         backlog_at_end: report.readings_sent as f64 - (r_end - r0),
         drain_secs,
-        accepted_total,
         ingest_queue_max: ingest_max,
         history_queue_max: history_max,
         cpu_s_per_million: cpu / millions,
