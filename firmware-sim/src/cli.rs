@@ -1,7 +1,7 @@
 //! The `campusguard-sim` command line: `run` (the simulated campus over MQTT), `load` (the load
-//! generator) and `list` (devices and scenario names). `main.rs` only parses and calls
-//! [`main`]; new subcommands (a Modbus server, for one) add a variant to [`Command`] and an arm
-//! to [`main`].
+//! generator), `bench` (the end-to-end benchmark) and `list` (devices and scenario names).
+//! `main.rs` only parses and calls [`main`]; new subcommands (a Modbus server, for one) add a
+//! variant to [`Command`] and an arm to [`main`].
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub enum Command {
     List,
     /// Serve simulated Modbus chemical cabinets (TCP, RTU over TCP, or RTU on a serial port).
     Modbus(crate::modbus::ModbusArgs),
+    /// The end-to-end benchmark (issue 7): broker limit, gateway ingest, alarm latency, soak,
+    /// Node-RED baseline; private Mosquitto, VictoriaMetrics and the release gateway.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Broker connection options shared by `run` and `load`.
@@ -197,6 +200,13 @@ pub async fn main(cli: Cli) -> ExitCode {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     match cli.command {
+        Command::Bench(args) => match crate::bench::run(args, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Modbus(args) => match crate::modbus::run_cli(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -15,12 +15,15 @@
 //! - [`publish`]: [`run`] connects to the broker and publishes the simulation in real time.
 //! - [`load`]: [`load()`] publishes N devices × M points at a target rate and reports the rate
 //!   achieved.
-//! - [`cli`]: the `campusguard-sim` command line (`run`, `load`, `list`).
+//! - [`bench`]: `campusguard-sim bench`, the end-to-end benchmark of the gateway against a
+//!   private Mosquitto and VictoriaMetrics (and Node-RED as a baseline).
+//! - [`cli`]: the `campusguard-sim` command line (`run`, `load`, `bench`, `list`).
 //!
 //! The gateway's `demo` command embeds the simulator: build a [`SimConfig`] (its `Default` is
 //! the demo campus on 127.0.0.1:1883 with prefix `campus`) and call [`run`] with a
 //! cancellation token.
 
+pub mod bench;
 pub mod campus;
 pub mod cli;
 pub mod device;

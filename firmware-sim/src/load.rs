@@ -551,7 +551,7 @@ async fn poll_counting(mut eventloop: EventLoop, counters: Arc<Counters>, stop: 
     }
 }
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
