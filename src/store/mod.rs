@@ -3,6 +3,7 @@
 //! disk spool) that keeps every reading for the long term.
 
 mod config;
+pub mod history;
 pub mod local;
 pub mod timeseries;
 
