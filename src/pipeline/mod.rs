@@ -237,8 +237,14 @@ impl Core {
         let now = Instant::now();
         match event {
             IngestEvent::Readings(readings) => {
+                // One message or poll cycle comes from one source: counted once per event.
+                let source = readings.first().map(|r| r.source);
+                let mut accepted = 0;
                 for reading in readings {
-                    self.handle_reading(reading, now);
+                    accepted += u64::from(self.handle_reading(reading, now));
+                }
+                if let Some(source) = source {
+                    self.metrics.reading_accepted(source, accepted);
                 }
             }
             IngestEvent::Status {
@@ -282,23 +288,24 @@ impl Core {
         self.apply_changes();
     }
 
-    fn handle_reading(&mut self, reading: Reading, now: Instant) {
+    /// True when the reading was accepted (evaluated, cached and passed on to the stores).
+    fn handle_reading(&mut self, reading: Reading, now: Instant) -> bool {
         let key = reading.sensor.device_key();
         match self.engine.check_point(&key, &reading.sensor.point) {
             PointCheck::UnknownPoint => {
                 self.metrics
                     .reject(Reject::UnknownPoint, &reading.sensor.to_string());
-                return;
+                return false;
             }
             PointCheck::UnregisteredDevice => {
                 self.metrics.unregistered_readings.inc();
             }
             PointCheck::Known => {}
         }
-        self.metrics.reading_accepted(reading.source, 1);
         self.engine.on_reading(&reading, now, &mut self.changes);
         self.registry.reading(&key, &reading);
         self.history_batch.readings.push(reading);
+        true
     }
 
     fn handle_tick(&mut self) {

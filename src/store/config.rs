@@ -68,4 +68,10 @@ impl StorageConfig {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("campusguard.db")
     }
+
+    /// The local history of readings has its own file, so alarm journal writes never wait for
+    /// history writes.
+    pub fn history_path(&self) -> PathBuf {
+        self.data_dir.join("history.db")
+    }
 }

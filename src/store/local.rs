@@ -1,19 +1,20 @@
-//! The local SQLite store (sqlx): history of readings written in batches by
-//! [`run_history_writer`], alarms and their journal written by the core before an alarm event
-//! is broadcast (so an alarm anyone has seen survives a kill -9: WAL mode, committed
-//! transactions survive a process crash).
+//! The local SQLite store: alarms and their journal (sqlx, `campusguard.db`) written by the core
+//! before an alarm event is broadcast (so an alarm anyone has seen survives a kill -9: WAL mode,
+//! committed transactions survive a process crash), and the history of readings (rusqlite,
+//! `history.db`, see [`super::history`]) written in batches by [`run_history_writer`].
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::history::{HistoryReader, HistoryWriter, Pruned};
 use super::StorageConfig;
 use crate::alarms::{Alarm, AlarmEvent, AlarmState, Transition};
 use crate::metrics::Metrics;
@@ -28,18 +29,23 @@ pub enum StoreError {
     },
     #[error("local store: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("local history: {0}")]
+    History(#[from] rusqlite::Error),
+    #[error("local history: worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
     #[error("local store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("local store: corrupt alarm row {id}: {reason}")]
     Corrupt { id: i64, reason: String },
 }
 
-/// SQLite binds at most 32766 variables per statement; 5 per reading.
-const ROWS_PER_INSERT: usize = 2000;
-
 #[derive(Clone)]
 pub struct LocalStore {
     pool: SqlitePool,
+    /// Used on blocking threads only (rusqlite is synchronous); one writer task writes.
+    history_writer: Arc<Mutex<HistoryWriter>>,
+    history_reader: Arc<Mutex<HistoryReader>>,
+    history_retention_ms: i64,
 }
 
 /// One point of a sensor's history.
@@ -65,7 +71,8 @@ pub struct JournalEntry {
 }
 
 impl LocalStore {
-    /// Opens (creating if needed) `<data_dir>/campusguard.db` and migrates it.
+    /// Opens (creating if needed) `<data_dir>/campusguard.db` and migrates it, and the history
+    /// in `<data_dir>/history.db`.
     pub async fn open(config: &StorageConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::DataDir {
             path: config.data_dir.display().to_string(),
@@ -82,7 +89,19 @@ impl LocalStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let path = config.history_path();
+        let retention = config.history_retention;
+        let (writer, reader) = tokio::task::spawn_blocking(move || {
+            let writer = HistoryWriter::open(&path, retention)?;
+            Ok::<_, rusqlite::Error>((writer, HistoryReader::open(&path)?))
+        })
+        .await??;
+        Ok(Self {
+            pool,
+            history_writer: Arc::new(Mutex::new(writer)),
+            history_reader: Arc::new(Mutex::new(reader)),
+            history_retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+        })
     }
 
     /// The connection pool, for modules that keep their own tables in this store (users).
@@ -90,26 +109,21 @@ impl LocalStore {
         &self.pool
     }
 
-    /// Appends readings in one transaction.
-    pub async fn write_history(&self, readings: &[Reading]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in readings.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::new("INSERT INTO readings (sensor, ts, value, is_bool, source) ");
-            insert.push_values(chunk, |mut row, r| {
-                row.push_bind(r.sensor.to_string())
-                    .push_bind(r.ts_ms)
-                    .push_bind(r.value.as_f64())
-                    .push_bind(matches!(r.value, Value::Bool(_)))
-                    .push_bind(r.source.as_str());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+    /// Writes readings in one transaction (a reading of a sensor and time already stored
+    /// replaces it, so a redelivered message leaves no duplicate).
+    pub async fn write_history(&self, readings: Arc<Vec<Reading>>) -> Result<(), StoreError> {
+        let writer = self.history_writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            writer.write(&readings, now_ms())
+        })
+        .await??;
         Ok(())
     }
 
     /// A sensor's history between two Unix-ms times, oldest first, at most `limit` points.
+    /// Nothing older than the retention is returned (whole days are pruned only once all of
+    /// the day is past it).
     pub async fn history(
         &self,
         sensor: &str,
@@ -117,40 +131,27 @@ impl LocalStore {
         to_ms: i64,
         limit: i64,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts, value, is_bool FROM readings WHERE sensor = ? AND ts >= ? AND ts <= ? \
-             ORDER BY ts LIMIT ?",
-        )
-        .bind(sensor)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let value: f64 = row.get(1);
-                let is_bool: bool = row.get(2);
-                HistoryPoint {
-                    ts: row.get(0),
-                    value: if is_bool {
-                        Value::Bool(value != 0.0)
-                    } else {
-                        Value::Number(value)
-                    },
-                }
-            })
-            .collect())
+        let from_ms = from_ms.max(now_ms().saturating_sub(self.history_retention_ms));
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let reader = self.history_reader.clone();
+        let sensor = sensor.to_string();
+        let points = tokio::task::spawn_blocking(move || {
+            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            reader.history(&sensor, from_ms, to_ms, limit)
+        })
+        .await??;
+        Ok(points)
     }
 
-    /// Deletes readings older than `before_ms`; returns how many.
-    pub async fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM readings WHERE ts < ?")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+    /// Deletes readings older than `before_ms` (whole days once all of the day is older).
+    pub async fn prune_history(&self, before_ms: i64) -> Result<Pruned, StoreError> {
+        let writer = self.history_writer.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            writer.prune(before_ms)
+        })
+        .await??;
+        Ok(pruned)
     }
 
     /// Journals transitions and stores the alarms' new state, in one transaction.
@@ -312,7 +313,7 @@ pub async fn run_history_writer(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut readings: Vec<Reading> = Vec::with_capacity(config.history_batch_size);
+    let mut readings: Vec<Reading> = Vec::new();
     let mut acks: Vec<DurableAck> = Vec::new();
     let mut prune = tokio::time::interval(config.prune_interval);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -338,21 +339,21 @@ pub async fn run_history_writer(
             },
             _ = prune.tick() => {
                 match store.prune_history(now_ms().saturating_sub(retention_ms)).await {
-                    Ok(0) => {}
-                    Ok(n) => debug!(rows = n, "pruned local history"),
+                    Ok(pruned) if pruned == Pruned::default() => {}
+                    Ok(pruned) => debug!(days = pruned.days, far_rows = pruned.far_rows, "pruned local history"),
                     Err(e) => warn!(error = %e, "pruning local history failed"),
                 }
                 continue;
             }
         }
-        if write_with_retry(&store, &readings, &metrics, &shutdown).await {
+        let batch = Arc::new(std::mem::take(&mut readings));
+        if write_with_retry(&store, batch, &metrics, &shutdown).await {
             for ack in acks.drain(..) {
                 ack.release();
             }
         } else {
             acks.clear();
         }
-        readings.clear();
     }
     info!("local history writer stopped");
 }
@@ -360,7 +361,7 @@ pub async fn run_history_writer(
 /// Writes `readings`, retrying with backoff until it works or shutdown; true when written.
 async fn write_with_retry(
     store: &LocalStore,
-    readings: &[Reading],
+    readings: Arc<Vec<Reading>>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -369,7 +370,7 @@ async fn write_with_retry(
     }
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.write_history(readings).await {
+        match store.write_history(readings.clone()).await {
             Ok(()) => {
                 metrics.history_rows_written.inc_by(readings.len() as u64);
                 return true;

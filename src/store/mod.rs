@@ -4,6 +4,7 @@
 
 mod config;
 mod drills;
+pub mod history;
 pub mod local;
 pub mod timeseries;
 

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -162,7 +163,7 @@ pub fn decode_telemetry(
             sensor: SensorId {
                 school: device.school.clone(),
                 device: device.device.clone(),
-                point: name.into(),
+                point: name,
             },
             ts_ms,
             value,
@@ -255,7 +256,8 @@ fn classify_json_error(e: &serde_json::Error) -> Reject {
 
 struct RawTelemetry {
     ts: Option<i64>,
-    points: Vec<(String, Value)>,
+    /// Point names as the reading will hold them (one allocation per point).
+    points: Vec<(Arc<str>, Value)>,
     rejected: Vec<Reject>,
 }
 
@@ -297,16 +299,16 @@ impl<'de> Visitor<'de> for TelemetryVisitor {
                 raw.rejected.push(Reject::BadPointName);
                 continue;
             }
-            if raw.points.iter().any(|(name, _)| *name == key) {
+            if raw.points.iter().any(|(name, _)| **name == *key) {
                 // A duplicate member: JSON leaves it undefined; we keep the first.
                 raw.rejected.push(Reject::BadJson);
                 continue;
             }
             match value {
-                PointValue::Bool(b) => raw.points.push((key.into_owned(), Value::Bool(b))),
-                PointValue::Int(i) => raw.points.push((key.into_owned(), Value::Number(i as f64))),
+                PointValue::Bool(b) => raw.points.push((key.into(), Value::Bool(b))),
+                PointValue::Int(i) => raw.points.push((key.into(), Value::Number(i as f64))),
                 PointValue::Float(f) if f.is_finite() => {
-                    raw.points.push((key.into_owned(), Value::Number(f)))
+                    raw.points.push((key.into(), Value::Number(f)))
                 }
                 PointValue::Float(_) => raw.rejected.push(Reject::NotFinite),
                 PointValue::Other => raw.rejected.push(Reject::WrongType),
