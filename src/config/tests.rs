@@ -200,6 +200,7 @@ fn write_back_actions_no_rule_can_run_are_refused_naming_action_device_and_profi
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(problems[0].starts_with(want), "{problems:#?}");
     }
+}
 
 #[test]
 fn debug_output_of_a_config_never_shows_a_secret() {
