@@ -214,7 +214,7 @@ async fn sse_connect(port: u16) -> anyhow::Result<BufReader<TcpStream>> {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).await?;
-        if !line.split_whitespace().nth(1).is_some_and(|s| s == "200") {
+        if line.split_whitespace().nth(1).is_none_or(|s| s != "200") {
             anyhow::bail!("alarm stream: {}", line.trim());
         }
         loop {
