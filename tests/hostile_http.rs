@@ -221,7 +221,7 @@ impl Fixture {
             },
             ("POST", "/login") => json!({"name": WEB_USER, "password": WEB_PASSWORD}),
             ("POST", "/api/v1/drills") => {
-                json!({"school": SCHOOL, "mode": "drill", "duration": "10m", "reason": "hostile test"})
+                json!({"school": SCHOOL, "duration": "10m", "reason": "hostile test"})
             }
             _ => json!({}),
         }

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::auth::Principal;
+use super::auth::{Principal, Role};
 use super::routes::{ask, Reader};
 use super::{ApiError, AppState};
 use crate::drills::{Drill, DrillError, NewDrill, MAX_DRILL_DURATION};
@@ -38,7 +38,15 @@ struct DrillLeader(Principal);
 impl FromRequestParts<AppState> for DrillLeader {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.auth.alarm_handler(parts).map(DrillLeader)
+        // The fire-control room runs drills (operators and admins); a lab manager handles the
+        // cabinet alarms but does not put a school or building into drill mode.
+        let who = state.auth.alarm_handler(parts)?;
+        match who.role {
+            Some(Role::Operator | Role::Admin) => Ok(DrillLeader(who)),
+            _ => Err(ApiError::forbidden(
+                "only an operator or an admin may start or end a drill",
+            )),
+        }
     }
 }
 
