@@ -14,7 +14,7 @@ use campusguard::model::{Quality, Reading, SensorId, Source, TaggedReading, Valu
 use campusguard::store::timeseries::line::{Dialect, LineEncoder};
 use campusguard::store::timeseries::spool::Spool;
 use campusguard::store::timeseries::{
-    run, BoolEncoding, TimeseriesConfig, TimeseriesKind, TimeseriesStats,
+    run, BoolEncoding, TimeseriesBatch, TimeseriesConfig, TimeseriesKind, TimeseriesStats,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -108,7 +108,7 @@ async fn wait_written(stats: &TimeseriesStats, n: u64, limit: Duration) -> Durat
 
 async fn throughput(vm_url: &str, templates: &[TaggedReading], gzip: bool) {
     let data = tempfile::tempdir().unwrap();
-    let (tx, rx) = mpsc::channel::<Vec<TaggedReading>>(64);
+    let (tx, rx) = mpsc::channel::<TimeseriesBatch>(64);
     let stats = Arc::new(TimeseriesStats::default());
     let shutdown = CancellationToken::new();
     let sink = tokio::spawn(run(
@@ -128,7 +128,7 @@ async fn throughput(vm_url: &str, templates: &[TaggedReading], gzip: bool) {
                 .map(|j| reading(&templates, j, base))
                 .collect();
             i += chunk.len() as u64;
-            tx.send(chunk).await.unwrap();
+            tx.send(chunk.into()).await.unwrap();
         }
     });
     wait_written(&stats, LINES, Duration::from_secs(600)).await;
@@ -173,7 +173,7 @@ async fn replay(vm_url: &str, templates: &[TaggedReading]) {
             start.elapsed().as_secs_f64()
         );
     }
-    let (_tx, rx) = mpsc::channel::<Vec<TaggedReading>>(1);
+    let (_tx, rx) = mpsc::channel::<TimeseriesBatch>(1);
     let stats = Arc::new(TimeseriesStats::default());
     let shutdown = CancellationToken::new();
     let start = Instant::now();

@@ -89,6 +89,9 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// Starts the gateway. It runs until `shutdown` is cancelled; then ingest stops first, the
 /// core drains, the history writer flushes, and the HTTP server closes.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gateway, StartError> {
+    // Both ring and aws-lc-rs are in the tree, so rustls needs to be told which one to use
+    // before the first TLS connection (`mqtts://`); an error means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new());
     let tracker = TaskTracker::new();
     if config.broker.embedded {

@@ -2,6 +2,7 @@
 //! rules, the live cache and the stores; a [`ConditionChange`] flows from the rules to the alarms.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -269,37 +270,69 @@ pub trait Acknowledge: Send + Sync {
     fn acknowledge(&self, id: u16);
 }
 
-/// A message to acknowledge once the readings sent before it are durable (committed to the
-/// local store). It travels through the pipeline behind those readings, so releasing it after
-/// their commit gives at-least-once delivery: a crash before the commit means no ack, and the
-/// broker delivers the message again.
-#[derive(Clone)]
+/// A message to acknowledge once the readings sent before it are durable. It travels through
+/// the pipeline behind those readings. Every holder ([`DurableAck::share`]) must release it
+/// before the ack is sent: the local history writer once they are committed, and the
+/// time-series sink once they are written to the store or to its disk spool. A crash before
+/// then means no ack, and the broker delivers the message again (at-least-once). A holder that
+/// drops its share without releasing it keeps the message unacknowledged.
 pub struct DurableAck {
-    pub sink: Arc<dyn Acknowledge>,
-    pub id: u16,
+    inner: Arc<AckInner>,
+}
+
+struct AckInner {
+    sink: Arc<dyn Acknowledge>,
+    id: u16,
+    /// Holders that have not released yet.
+    holders: AtomicUsize,
 }
 
 impl DurableAck {
+    pub fn new(sink: Arc<dyn Acknowledge>, id: u16) -> Self {
+        DurableAck {
+            inner: Arc::new(AckInner {
+                sink,
+                id,
+                holders: AtomicUsize::new(1),
+            }),
+        }
+    }
+
+    /// One more holder that must release before the ack is sent.
+    pub fn share(&self) -> Self {
+        self.inner.holders.fetch_add(1, Ordering::AcqRel);
+        DurableAck {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// This holder's part is durable; the last one to release sends the ack.
     pub fn release(self) {
-        self.sink.acknowledge(self.id);
+        if self.inner.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.sink.acknowledge(self.inner.id);
+        }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.inner.id
     }
 }
 
 impl fmt::Debug for DurableAck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DurableAck({})", self.id)
+        write!(f, "DurableAck({})", self.inner.id)
     }
 }
 
 impl PartialEq for DurableAck {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id && Arc::ptr_eq(&self.sink, &other.sink)
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
 /// What an ingest source (MQTT, Modbus) sends into the pipeline. Readings of one sensor are
 /// sent in order on one channel, so the pipeline sees them in order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum IngestEvent {
     /// Decoded, validated readings (one telemetry message or one poll cycle of one device).
     Readings(Vec<Reading>),
@@ -325,4 +358,39 @@ pub struct TaggedReading {
     pub profile: Arc<str>,
     pub building: Arc<str>,
     pub room: Arc<str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Acks(Mutex<Vec<u16>>);
+
+    impl Acknowledge for Acks {
+        fn acknowledge(&self, id: u16) {
+            self.0.lock().unwrap().push(id);
+        }
+    }
+
+    #[test]
+    fn a_shared_ack_is_sent_once_after_its_last_holder_releases() {
+        let acks = Arc::new(Acks::default());
+        let history = DurableAck::new(acks.clone(), 7);
+        let timeseries = history.share();
+        history.release();
+        assert!(acks.0.lock().unwrap().is_empty());
+        timeseries.release();
+        assert_eq!(*acks.0.lock().unwrap(), vec![7]);
+    }
+
+    #[test]
+    fn a_dropped_share_keeps_the_message_unacknowledged() {
+        let acks = Arc::new(Acks::default());
+        let history = DurableAck::new(acks.clone(), 9);
+        drop(history.share());
+        history.release();
+        assert!(acks.0.lock().unwrap().is_empty());
+    }
 }

@@ -1,69 +1,25 @@
-//! At-least-once ingest: a QoS 1 message is acknowledged only after its readings are committed,
-//! so a `kill -9` mid-stream loses nothing: the broker redelivers what was not acknowledged.
+//! At-least-once ingest under `kill -9`: a QoS 1 message is acknowledged only after its
+//! readings are committed to the local history *and* held by the time-series sink (written to
+//! the store or to its disk spool). So a `kill -9` mid-stream loses nothing, locally or in the
+//! TSDB: the broker redelivers what was not acknowledged. Active alarms survive the kill.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+#[path = "support/tsdb.rs"]
+mod tsdb;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
+use tsdb::VictoriaMetrics;
 
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(config: &std::path::Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_campusguard"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info,rumqttd=warn")
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(config.with_file_name("gateway.log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap();
-        Self { child }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_ready(http: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gateway not ready within 15 s");
-}
-
-#[tokio::test]
-async fn kill_9_mid_stream_loses_no_qos1_reading() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_qos1_reading_locally_or_in_the_tsdb_and_alarms_survive() {
     // A broker set up as the README asks of a deployment: the queue of the gateway's persistent
     // session must not drop messages while the gateway is down or catching up.
     let broker = PrivateMosquitto::start("max_queued_messages 0\nmax_inflight_messages 100");
+    let vm = VictoriaMetrics::start().await;
     let port = broker.port;
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("alo");
@@ -92,24 +48,51 @@ data_dir = "{data}"
 
 [rules]
 profiles_file = "profiles.toml"
+
+[timeseries]
+kind = "influxdb2"
+url = "{vm}"
+org = "district"
+bucket = "campus"
+token = "not-checked-by-victoria-metrics"
+flush_interval = "200ms"
 "#,
             data = dir.path().join("data").display(),
+            vm = vm.url(),
         ),
     )
     .unwrap();
 
-    let mut gateway = Daemon::start(&config);
+    let mut gateway = GatewayProcess::start(&config);
     wait_ready(http).await;
     // Let the subscriptions settle.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let dev = Device::connect(port, &unique("alo-dev")).await;
-    let topic = format!("{prefix}/xhsy/room-1/telemetry");
-    dev.publish_retained(
-        &format!("{prefix}/xhsy/room-1/meta"),
-        r#"{"profile":"test_room"}"#,
+    for room in ["room-1", "room-hot"] {
+        dev.publish_retained(
+            &format!("{prefix}/xhsy/{room}/meta"),
+            r#"{"profile":"test_room"}"#,
+        )
+        .await;
+    }
+    // An alarm that is active when the gateway is killed.
+    dev.publish(
+        &format!("{prefix}/xhsy/room-hot/telemetry"),
+        r#"{"temp_c":45}"#,
     )
     .await;
+    let alarms_url = format!("http://127.0.0.1:{http}/api/v1/alarms?state=active");
+    let active_alarm = || async {
+        let body: serde_json::Value = reqwest::get(&alarms_url).await.ok()?.json().await.ok()?;
+        body.as_array()?
+            .iter()
+            .find(|a| a["rule"] == "temp_high")
+            .and_then(|a| a["id"].as_i64())
+    };
+    let alarm_id = eventually("the temp_high alarm", Duration::from_secs(10), active_alarm).await;
+
+    let topic = format!("{prefix}/xhsy/room-1/telemetry");
     const N: i64 = 3000;
     // Recent device time: the local history prunes readings older than its retention.
     let base = campusguard::model::now_ms() - 600_000;
@@ -121,10 +104,9 @@ profiles_file = "profiles.toml"
         )
         .await;
         if i == N / 3 {
-            // Mid-stream: no flush, no graceful anything.
             gateway.kill9();
             killed_at = Some(i);
-            gateway = Daemon::start(&config);
+            gateway = GatewayProcess::start(&config);
         }
         if i % 100 == 0 {
             tokio::time::sleep(Duration::from_millis(40)).await;
@@ -133,37 +115,63 @@ profiles_file = "profiles.toml"
     assert!(killed_at.is_some());
     wait_ready(http).await;
 
+    // Local history: every reading, once per timestamp.
     let url = format!(
         "http://127.0.0.1:{http}/api/v1/sensors/xhsy/room-1/temp_c/history?from={base}&to={}&limit=100000",
         base + N
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut distinct = BTreeSet::new();
-    while Instant::now() < deadline {
-        let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-        distinct = body["points"]
-            .as_array()
-            .unwrap()
+    let local = || async {
+        let body: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+        let distinct: BTreeSet<i64> = body["points"]
+            .as_array()?
             .iter()
-            .map(|p| p["ts"].as_i64().unwrap())
+            .filter_map(|p| p["ts"].as_i64())
+            .collect();
+        (distinct.len() as i64 == N).then_some(())
+    };
+    let fail_log = |what: &str| format!("{what}; gateway log:\n{}", gateway.log_text());
+    if tokio::time::timeout(
+        Duration::from_secs(40),
+        eventually("local history", Duration::from_secs(40), local),
+    )
+    .await
+    .is_err()
+    {
+        panic!("{}", fail_log("local history incomplete"));
+    }
+
+    // The TSDB: every reading (a redelivered one may be a duplicate of the same point).
+    let selector = r#"{__name__="test_room_value",device="room-1",point="temp_c"}"#;
+    let mut distinct = BTreeSet::new();
+    for _ in 0..100 {
+        distinct = vm
+            .export(selector)
+            .await
+            .into_iter()
+            .flat_map(|s| s.timestamps)
             .collect();
         if distinct.len() as i64 == N {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let missing: Vec<i64> = (0..N)
         .filter(|i| !distinct.contains(&(base + i)))
         .take(10)
         .collect();
-    if distinct.len() as i64 != N {
-        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
-        eprintln!("gateway log:\n{log}");
-    }
     assert_eq!(
         distinct.len() as i64,
         N,
-        "missing (first 10, as offsets): {missing:?}"
+        "{}",
+        fail_log(&format!("TSDB missing (first 10, as offsets): {missing:?}"))
+    );
+
+    // The alarm that was active before the kill is still active, with its identity.
+    assert_eq!(
+        active_alarm().await,
+        Some(alarm_id),
+        "{}",
+        fail_log("active alarm lost")
     );
     drop(gateway);
 }

@@ -18,7 +18,7 @@ use axum::routing::post;
 use axum::Router;
 use campusguard::model::{Quality, Reading, SensorId, Source, TaggedReading, Value};
 use campusguard::store::timeseries::{
-    run, SpoolFull, TimeseriesConfig, TimeseriesKind, TimeseriesStats,
+    run, SpoolFull, TimeseriesBatch, TimeseriesConfig, TimeseriesKind, TimeseriesStats,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -109,7 +109,7 @@ fn init_tracing() {
 }
 
 struct Sink {
-    tx: Option<mpsc::Sender<Vec<TaggedReading>>>,
+    tx: Option<mpsc::Sender<TimeseriesBatch>>,
     stats: Arc<TimeseriesStats>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), campusguard::store::timeseries::Error>>,
@@ -137,7 +137,7 @@ impl Sink {
 
     async fn send(&self, readings: Vec<TaggedReading>) {
         let tx = self.tx.as_ref().unwrap();
-        tokio::time::timeout(Duration::from_secs(30), tx.send(readings))
+        tokio::time::timeout(Duration::from_secs(30), tx.send(readings.into()))
             .await
             .expect("the sink did not take readings within 30 s")
             .unwrap();
@@ -635,7 +635,7 @@ async fn a_full_spool_holds_the_pipeline_back_under_backpressure_and_loses_nothi
     let tx = sink.tx.clone().unwrap();
     let producer = tokio::spawn(async move {
         for part in all.chunks(500) {
-            tx.send(part.to_vec()).await.unwrap();
+            tx.send(part.to_vec().into()).await.unwrap();
         }
     });
     // The producer must get stuck: the spool fills and the sink stops taking readings.
@@ -952,4 +952,96 @@ async fn shutdown_writes_the_readings_still_in_flight() {
     assert_eq!(stats.lines_written, 15);
     assert_eq!(stats.spool_lines, 0);
     assert_eq!(scripted.inner.lock().unwrap().accepted_lines.len(), 15);
+}
+
+/// Records each ack with how many lines the store had accepted when it came.
+struct RecordingAcker {
+    scripted: Scripted,
+    acked: Mutex<Vec<(u16, usize)>>,
+}
+
+impl campusguard::model::Acknowledge for RecordingAcker {
+    fn acknowledge(&self, id: u16) {
+        let accepted = self.scripted.inner.lock().unwrap().accepted_lines.len();
+        self.acked.lock().unwrap().push((id, accepted));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_are_released_once_the_store_or_the_spool_holds_the_readings_without_waiting_for_the_flush_interval(
+) {
+    use campusguard::model::DurableAck;
+    init_tracing();
+    let (url, scripted) = start_scripted(ScriptedState::default()).await;
+    let acker = Arc::new(RecordingAcker {
+        scripted: scripted.clone(),
+        acked: Mutex::new(Vec::new()),
+    });
+    let data = tempfile::tempdir().unwrap();
+    // flush_interval is 30 s: an ack that waited for it would time out below.
+    let sink = Sink::start(scripted_config(&url, 1000), data.path());
+    let base = base_ts();
+    let tx = sink.tx.clone().unwrap();
+    let acked = |id: u16| {
+        let acker = acker.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(&(_, accepted)) =
+                    acker.acked.lock().unwrap().iter().find(|(i, _)| *i == id)
+                {
+                    return accepted;
+                }
+                assert!(Instant::now() < deadline, "ack {id} not released in 5 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // Store up: the ack comes after the store accepted the message's lines.
+    let batch = TimeseriesBatch {
+        readings: (0..10).map(|i| reading(i, base)).collect(),
+        acks: vec![DurableAck::new(acker.clone(), 1)],
+    };
+    tx.send(batch).await.unwrap();
+    assert_eq!(acked(1).await, 10, "ack 1 before the store had its lines");
+
+    // A second holder (the local history) has not released: no ack yet.
+    let ack = DurableAck::new(acker.clone(), 2);
+    let history_share = ack.share();
+    tx.send(TimeseriesBatch {
+        readings: (10..20).map(|i| reading(i, base)).collect(),
+        acks: vec![ack],
+    })
+    .await
+    .unwrap();
+    sink.wait_for("lines 10..20 written", Duration::from_secs(5), written(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        acker.acked.lock().unwrap().iter().all(|(id, _)| *id != 2),
+        "acked while the history still held its share"
+    );
+    history_share.release();
+    assert_eq!(acked(2).await, 20);
+
+    // Store down: the ack comes once the batch is in the disk spool, not written.
+    scripted.inner.lock().unwrap().down = true;
+    tx.send(TimeseriesBatch {
+        readings: (20..30).map(|i| reading(i, base)).collect(),
+        acks: vec![DurableAck::new(acker.clone(), 3)],
+    })
+    .await
+    .unwrap();
+    assert_eq!(acked(3).await, 20, "ack 3 counted as written");
+    assert_eq!(
+        sink.stats.snapshot().spool_lines,
+        10,
+        "ack 3 before it was spooled"
+    );
+    scripted.inner.lock().unwrap().down = false;
+    sink.wait_for("the spool replayed", Duration::from_secs(15), written(30))
+        .await;
+    drop(tx);
+    sink.stop().await;
 }

@@ -35,10 +35,12 @@ use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
 use crate::model::{
-    now_ms, ConditionChange, DeviceKey, IngestEvent, Reading, SensorId, Severity, TaggedReading,
+    now_ms, ConditionChange, DeviceInfo, DeviceKey, DurableAck, IngestEvent, Reading, SensorId,
+    Severity,
 };
 use crate::rules::{PointCheck, RuleEngine};
 use crate::store::local::HistoryBatch;
+use crate::store::timeseries::TimeseriesBatch;
 use crate::store::LocalStore;
 use registry::Registry;
 
@@ -98,7 +100,7 @@ pub struct CoreOutputs {
     /// The time-series sink, when one is configured. When full, the core waits (the sink
     /// spools to disk while the store is down, so it only fills under `spool_full =
     /// "backpressure"`).
-    pub timeseries: Option<mpsc::Sender<Vec<TaggedReading>>>,
+    pub timeseries: Option<mpsc::Sender<TimeseriesBatch>>,
     /// Write-back: runs the Modbus actions rules name (`None`: no action configured).
     pub actions: Option<crate::ingest::modbus::ModbusWriter>,
 }
@@ -121,6 +123,8 @@ pub struct Core {
     pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
     history_batch: HistoryBatch,
+    /// Announcements to save in the local store at the next flush.
+    announced: Vec<(DeviceKey, DeviceInfo)>,
     linkage: linkage::Linkage,
 }
 
@@ -172,7 +176,7 @@ impl Core {
         metrics.active_alarms.set(book.len() as i64);
         let linkage =
             linkage::Linkage::new(&config.modbus, out.actions.clone(), metrics.modbus.clone());
-        Ok(Self {
+        let mut core = Self {
             engine,
             book,
             drills,
@@ -185,8 +189,20 @@ impl Core {
             pending_restore,
             changes: Vec::new(),
             history_batch: HistoryBatch::default(),
+            announced: Vec::new(),
             linkage,
-        })
+        };
+        let announced = core.store.announced_devices().await?;
+        if !announced.is_empty() {
+            info!(
+                count = announced.len(),
+                "devices known from earlier announcements"
+            );
+        }
+        for (device, info) in announced {
+            core.apply_meta(device, info, now, false);
+        }
+        Ok(core)
     }
 
     /// Runs until every ingest sender is gone (sources stop first at shutdown), then flushes.
@@ -257,35 +273,46 @@ impl Core {
                     .on_status(&device, online, now, now_ms(), &mut self.changes);
             }
             IngestEvent::Ack(ack) => self.history_batch.acks.push(ack),
-            IngestEvent::Meta { device, info } => {
-                let announced = info.profile.is_some();
-                let profile = self.registry.meta(&device, info);
-                if announced && profile.is_none() && !self.registry.is_configured(&device) {
-                    // Refused: the registry is full.
-                    self.metrics.reject(Reject::BadMeta, &device.to_string());
-                }
-                if let Some(profile) = profile {
-                    match self
-                        .engine
-                        .register_device(&device, &profile, &BTreeMap::new(), now)
-                    {
-                        Ok(()) => {
-                            info!(device = %device, profile = %profile, "device announced itself");
-                            let engine = &mut self.engine;
-                            self.pending_restore.retain(|(sensor, rule, severity)| {
-                                sensor.device_key() != device
-                                    || !engine.restore_condition(sensor, rule, *severity)
-                            });
-                        }
-                        Err(_) => {
-                            self.registry.unregister(&device);
-                            self.metrics.reject(Reject::BadMeta, &device.to_string());
-                        }
-                    }
-                }
-            }
+            IngestEvent::Meta { device, info } => self.apply_meta(device, info, now, true),
         }
         self.apply_changes();
+    }
+
+    /// A device's meta, announced now (`save`) or stored from before a restart: registers the
+    /// device with the rules engine under its profile. A new or changed announcement is saved
+    /// at the next flush, so after a restart the readings the broker redelivers before the
+    /// retained meta are evaluated at once.
+    fn apply_meta(&mut self, device: DeviceKey, info: DeviceInfo, now: Instant, save: bool) {
+        let to_save = (save && self.registry.info(&device) != Some(&info)).then(|| info.clone());
+        let announced = info.profile.is_some();
+        let profile = self.registry.meta(&device, info);
+        if announced && profile.is_none() && !self.registry.is_configured(&device) {
+            // Refused: the registry is full.
+            self.metrics.reject(Reject::BadMeta, &device.to_string());
+        }
+        let Some(profile) = profile else { return };
+        match self
+            .engine
+            .register_device(&device, &profile, &BTreeMap::new(), now)
+        {
+            Ok(()) => {
+                if save {
+                    info!(device = %device, profile = %profile, "device announced itself");
+                }
+                let engine = &mut self.engine;
+                self.pending_restore.retain(|(sensor, rule, severity)| {
+                    sensor.device_key() != device
+                        || !engine.restore_condition(sensor, rule, *severity)
+                });
+                if let Some(info) = to_save {
+                    self.announced.push((device, info));
+                }
+            }
+            Err(_) => {
+                self.registry.unregister(&device);
+                self.metrics.reject(Reject::BadMeta, &device.to_string());
+            }
+        }
     }
 
     /// True when the reading was accepted (evaluated, cached and passed on to the stores).
@@ -343,6 +370,11 @@ impl Core {
 
     /// Journals pending transitions, then broadcasts them; then hands readings to history.
     async fn flush(&mut self) {
+        for (device, info) in std::mem::take(&mut self.announced) {
+            if let Err(e) = self.store.save_announced_device(&device, &info).await {
+                warn!(device = %device, error = %e, "could not save a device announcement");
+            }
+        }
         if !self.pending.is_empty() {
             let events = std::mem::take(&mut self.pending);
             self.journal(&events).await;
@@ -361,13 +393,24 @@ impl Core {
         }
         if let Some(ts) = &self.out.timeseries {
             if !self.history_batch.readings.is_empty() {
-                let tagged = self
+                let readings = self
                     .history_batch
                     .readings
                     .iter()
                     .map(|r| self.registry.tag(r))
                     .collect();
-                if ts.send(tagged).await.is_err() {
+                // A source message is acknowledged once both the local history and the
+                // time-series sink hold its readings.
+                let acks = self
+                    .history_batch
+                    .acks
+                    .iter()
+                    .map(DurableAck::share)
+                    .collect();
+                if let Err(unsent) = ts.send(TimeseriesBatch { readings, acks }).await {
+                    // Holding the acks would stop ingest (and alarms) at the broker's
+                    // in-flight window; the local history still has the readings.
+                    unsent.0.acks.into_iter().for_each(DurableAck::release);
                     error!("time-series sink is gone; readings not sent to the store");
                 }
             }

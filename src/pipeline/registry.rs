@@ -154,6 +154,11 @@ impl Registry {
         Some(profile)
     }
 
+    /// What is known of a device (from config or meta).
+    pub fn info(&self, key: &DeviceKey) -> Option<&DeviceInfo> {
+        self.devices.get(key).map(|entry| &entry.info)
+    }
+
     /// The building a device is in (from config or meta), if known.
     pub fn building(&self, key: &DeviceKey) -> Option<&str> {
         self.devices.get(key)?.info.building.as_deref()

@@ -37,6 +37,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("local store: corrupt alarm row {id}: {reason}")]
     Corrupt { id: i64, reason: String },
+    #[error("local store: cannot encode {0}")]
+    Encode(String),
 }
 
 #[derive(Clone)]

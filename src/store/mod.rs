@@ -3,6 +3,7 @@
 //! disk spool) that keeps every reading for the long term.
 
 mod config;
+mod devices;
 mod drills;
 pub mod history;
 pub mod local;

@@ -425,29 +425,54 @@ impl Drop for AlarmStream {
 }
 
 /// A private Mosquitto on a free port with its own config, stopped on drop. Used where a test
-/// needs broker settings (queue limits) or restarts the broker.
+/// needs broker settings (queue limits, TLS, passwords) or restarts the broker.
 pub struct PrivateMosquitto {
     pub port: u16,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    conf: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl PrivateMosquitto {
-    /// `extra` is appended to the generated config (e.g. `max_queued_messages 0`).
+    /// A plain listener; `extra` is appended to the generated config (e.g.
+    /// `max_queued_messages 0`).
     pub fn start(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
+        Self::start_with(|port, _| {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n{extra}\n"
-            ),
-        )
-        .unwrap();
+            )
+        })
+    }
+
+    /// `conf(port, dir)` writes the whole config; `dir` is the broker's own directory.
+    pub fn start_with(conf: impl FnOnce(u16, &Path) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Mosquitto started as root drops to its own user: it must still be able to write
+        // its persistence file here.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let port = free_port();
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf(port, dir.path())).unwrap();
+        let child = Self::spawn(&conf_path, port);
+        Self {
+            port,
+            child,
+            conf: conf_path,
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(conf: &Path, port: u16) -> std::process::Child {
         let child = std::process::Command::new("mosquitto")
             .arg("-c")
-            .arg(&conf)
+            .arg(conf)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -460,11 +485,108 @@ impl PrivateMosquitto {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
-            port,
-            child,
-            _dir: dir,
+        child
+    }
+
+    /// Stops the broker the way a service manager does (SIGTERM: it saves its persistence
+    /// file) and starts it again on the same port with the same config.
+    pub fn restart(&mut self) {
+        terminate(&mut self.child, Duration::from_secs(10));
+        self.child = Self::spawn(&self.conf, self.port);
+    }
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within `grace`.
+pub fn terminate(child: &mut std::process::Child, grace: Duration) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
         }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The gateway binary in its own process (`campusguard run --config <file>`), its log appended
+/// to `gateway.log` beside the config. Killed on drop.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl GatewayProcess {
+    pub fn start(config: &Path) -> Self {
+        let log = config.with_file_name("gateway.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_campusguard"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    /// No flush, no graceful anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the gateway on `http` answers `/readyz`.
+pub async fn wait_ready(http: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gateway not ready within 20 s");
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, failing with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -124,12 +124,8 @@ pub async fn run(
                 let event = handle_publish(&config, &publish, &metrics);
                 // The ack travels behind the readings and is released once they are durable;
                 // a rejected message is acknowledged the same way, in order.
-                let ack = (config.ack_after_commit && publish.qos != QoS::AtMostOnce).then(|| {
-                    IngestEvent::Ack(DurableAck {
-                        sink: acker.clone(),
-                        id: publish.pkid,
-                    })
-                });
+                let ack = (config.ack_after_commit && publish.qos != QoS::AtMostOnce)
+                    .then(|| IngestEvent::Ack(DurableAck::new(acker.clone(), publish.pkid)));
                 let mut closed = false;
                 for event in event.into_iter().chain(ack) {
                     closed |= tx.send(event).await.is_err();

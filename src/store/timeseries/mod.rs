@@ -48,7 +48,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{now_ms, TaggedReading};
+use crate::model::{now_ms, DurableAck, TaggedReading};
 
 pub use config::{BoolEncoding, SpoolFull, TimeseriesConfig, TimeseriesKind};
 use line::{Dialect, LineEncoder};
@@ -145,11 +145,38 @@ impl TimeseriesStats {
     }
 }
 
-/// One encoded batch of line protocol.
-#[derive(Debug, Clone)]
+/// What the pipeline hands the sink: readings, and the source acks (MQTT QoS 1) to release
+/// once those readings are held: written to the store, or appended to the disk spool.
+#[derive(Debug, Default)]
+pub struct TimeseriesBatch {
+    pub readings: Vec<TaggedReading>,
+    pub acks: Vec<DurableAck>,
+}
+
+impl From<Vec<TaggedReading>> for TimeseriesBatch {
+    fn from(readings: Vec<TaggedReading>) -> Self {
+        TimeseriesBatch {
+            readings,
+            acks: Vec::new(),
+        }
+    }
+}
+
+/// One encoded batch of line protocol, with the acks of the messages its lines came from.
+#[derive(Debug)]
 struct Batch {
     payload: Bytes,
     lines: u64,
+    acks: Vec<DurableAck>,
+}
+
+impl Batch {
+    /// The batch is held (written, spooled, or counted as lost): its acks may go.
+    fn release_acks(&mut self) {
+        for ack in self.acks.drain(..) {
+            ack.release();
+        }
+    }
 }
 
 /// Live batches queued for the writer; beyond this they go to the spool.
@@ -171,6 +198,11 @@ struct Shared {
     spooled: Notify,
     /// Woken when the writer made room in the spool (a `backpressure` batcher may be waiting).
     room: Notify,
+    /// True while a write request is out; woken when one finished. A batch carrying acks is
+    /// sealed as soon as the writer is idle (group commit), so acks never wait for
+    /// `flush_interval` and the broker's in-flight window keeps moving.
+    writing: AtomicBool,
+    writer_idle: Notify,
     policy: SpoolFull,
     stats: Arc<TimeseriesStats>,
 }
@@ -187,7 +219,7 @@ impl Shared {
     /// Puts a batch in the spool under the full-spool policy. With `may_overshoot` (writer,
     /// shutdown) a `backpressure` spool takes the batch past its bound instead of refusing it.
     /// Returns the batch back if there is no room and the caller has to wait.
-    fn spool_batch(&self, batch: Batch, may_overshoot: bool) -> Option<Batch> {
+    fn spool_batch(&self, mut batch: Batch, may_overshoot: bool) -> Option<Batch> {
         let mut spool = self.spool();
         let overshoot = may_overshoot && self.policy == SpoolFull::Backpressure;
         let record = Spool::record_len(batch.payload.len());
@@ -198,6 +230,9 @@ impl Shared {
                 "Time-series batch is larger than the whole spool; dropped"
             );
             TimeseriesStats::add(&self.stats.dropped_lines, batch.lines);
+            // Counted as lost; holding the ack would stall ingest without saving anything
+            // (the readings are in the local history).
+            batch.release_acks();
             return None;
         }
         while !overshoot && !spool.has_room_for(batch.payload.len()) {
@@ -230,6 +265,7 @@ impl Shared {
         }
         self.stats.publish_spool(&spool);
         drop(spool);
+        batch.release_acks();
         self.spooled.notify_one();
         None
     }
@@ -240,7 +276,7 @@ impl Shared {
 pub async fn run(
     config: TimeseriesConfig,
     data_dir: PathBuf,
-    mut rx: Receiver<Vec<TaggedReading>>,
+    mut rx: Receiver<TimeseriesBatch>,
     stats: Arc<TimeseriesStats>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -249,7 +285,10 @@ pub async fn run(
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                batch = rx.recv() => if batch.is_none() { return Ok(()) },
+                batch = rx.recv() => match batch {
+                    Some(mut batch) => batch.acks.drain(..).for_each(DurableAck::release),
+                    None => return Ok(()),
+                },
             }
         }
     }
@@ -281,6 +320,8 @@ pub async fn run(
         store_up: AtomicBool::new(true),
         spooled: Notify::new(),
         room: Notify::new(),
+        writing: AtomicBool::new(false),
+        writer_idle: Notify::new(),
         policy: config.spool_full,
         stats: stats.clone(),
     });
@@ -301,6 +342,7 @@ pub async fn run(
         batch_size: config.batch_size,
         buffer: Vec::new(),
         lines: 0,
+        acks: Vec::new(),
         shared,
         live_tx,
         shutdown: shutdown.clone(),
@@ -314,9 +356,16 @@ pub async fn run(
                 batcher.seal_and_dispatch().await;
                 deadline = None;
             }
-            readings = rx.recv() => {
-                let Some(readings) = readings else { break };
-                batcher.add(&readings).await;
+            _ = batcher.shared.writer_idle.notified(), if !batcher.acks.is_empty() => {
+                batcher.seal_if_writer_idle().await;
+                if batcher.lines == 0 {
+                    deadline = None;
+                }
+            }
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                batcher.add(batch).await;
+                batcher.seal_if_writer_idle().await;
                 if batcher.lines == 0 {
                     deadline = None;
                 } else if deadline.is_none() {
@@ -327,8 +376,8 @@ pub async fn run(
     }
     // Readings already queued by the pipeline are in flight: take them too.
     rx.close();
-    while let Some(readings) = rx.recv().await {
-        batcher.add(&readings).await;
+    while let Some(batch) = rx.recv().await {
+        batcher.add(batch).await;
     }
     batcher.seal_and_dispatch().await;
     drop(batcher);
@@ -350,14 +399,16 @@ struct Batcher {
     batch_size: usize,
     buffer: Vec<u8>,
     lines: u64,
+    /// Acks of the readings in `buffer`.
+    acks: Vec<DurableAck>,
     shared: Arc<Shared>,
     live_tx: mpsc::Sender<Batch>,
     shutdown: CancellationToken,
 }
 
 impl Batcher {
-    async fn add(&mut self, readings: &[TaggedReading]) {
-        for tagged in readings {
+    async fn add(&mut self, batch: TimeseriesBatch) {
+        for tagged in &batch.readings {
             match self.encoder.encode(tagged, &mut self.buffer) {
                 Ok(()) => self.lines += 1,
                 Err(e) => {
@@ -377,9 +428,29 @@ impl Batcher {
                     }
                 }
             }
-            if self.lines >= self.batch_size as u64 {
+            // Acks already held belong to lines already in the buffer: sealing here is safe.
+            if batch.acks.is_empty() && self.lines >= self.batch_size as u64 {
                 self.seal_and_dispatch().await;
             }
+        }
+        // New acks go with the last of their lines, so a pipeline round that carries acks is
+        // not split (a batch may pass `batch_size` by up to one round).
+        self.acks.extend(batch.acks);
+        if self.lines == 0 {
+            // Nothing encodable to wait for.
+            self.acks.drain(..).for_each(DurableAck::release);
+        } else if self.lines >= self.batch_size as u64 {
+            self.seal_and_dispatch().await;
+        }
+    }
+
+    /// Seals a batch that carries acks when the writer has nothing to do: at low rates acks go
+    /// after one write round trip, under load batches grow while a write is out.
+    async fn seal_if_writer_idle(&mut self) {
+        let writer_idle = !self.shared.writing.load(Ordering::Acquire)
+            && self.live_tx.capacity() == self.live_tx.max_capacity();
+        if !self.acks.is_empty() && writer_idle {
+            self.seal_and_dispatch().await;
         }
     }
 
@@ -392,6 +463,7 @@ impl Batcher {
         let batch = Batch {
             payload: Bytes::from(payload),
             lines: std::mem::take(&mut self.lines),
+            acks: std::mem::take(&mut self.acks),
         };
         self.dispatch(batch).await;
     }
@@ -444,16 +516,20 @@ async fn write_loop(
         };
         prefer_spool = matches!(job, Job::Live(_));
         let store_up = shared.store_up.load(Ordering::Acquire);
-        let (payload, lines) = match &job {
+        let (payload, lines) = match job {
             Job::Live(batch) if !store_up => {
                 // Queued before the store went down: keep it behind the backlog.
-                shared.spool_batch(batch.clone(), true);
+                shared.spool_batch(batch, true);
                 continue;
             }
-            Job::Live(batch) => (batch.payload.clone(), batch.lines),
-            Job::Spooled(batch) => (Bytes::from(batch.payload.clone()), batch.lines),
+            Job::Live(ref batch) => (batch.payload.clone(), batch.lines),
+            Job::Spooled(ref batch) => (Bytes::from(batch.payload.clone()), batch.lines),
         };
-        match sink.write(&payload).await {
+        shared.writing.store(true, Ordering::Release);
+        let outcome = sink.write(&payload).await;
+        shared.writing.store(false, Ordering::Release);
+        shared.writer_idle.notify_one();
+        match outcome {
             WriteOutcome::Written => {
                 if !store_up {
                     tracing::info!("Time-series store reachable again; replaying the spool");
@@ -462,9 +538,12 @@ async fn write_loop(
                 backoff = MIN_BACKOFF;
                 TimeseriesStats::add(&stats.batches_ok, 1);
                 TimeseriesStats::add(&stats.lines_written, lines);
-                if let Job::Spooled(batch) = &job {
-                    acknowledge(&shared, batch);
-                    TimeseriesStats::add(&stats.batches_replayed, 1);
+                match job {
+                    Job::Live(mut batch) => batch.release_acks(),
+                    Job::Spooled(batch) => {
+                        acknowledge(&shared, &batch);
+                        TimeseriesStats::add(&stats.batches_replayed, 1);
+                    }
                 }
             }
             WriteOutcome::Rejected { status, message } => {
@@ -488,8 +567,10 @@ async fn write_loop(
                         "Time-series store rejected a batch; could not keep a copy"
                     ),
                 }
-                if let Job::Spooled(batch) = &job {
-                    acknowledge(&shared, batch);
+                match job {
+                    // Kept aside on disk (or counted): nothing a redelivery could fix.
+                    Job::Live(mut batch) => batch.release_acks(),
+                    Job::Spooled(batch) => acknowledge(&shared, &batch),
                 }
             }
             WriteOutcome::Retry { reason, after } => {
