@@ -540,6 +540,11 @@
         h("td", {}, tk.supervised ? "✔" : ""),
         h("td", { class: "actions" }, actionsFor(tk))))));
   }
+  // A history entry's action in the user's language; an unknown one as the API wrote it.
+  function historyAction(action) {
+    const label = t("a_" + action);
+    return label === "a_" + action ? action : label;
+  }
   async function showTicket(tk) {
     const id = encodeURIComponent(ticketId(tk));
     const box = document.getElementById("ticket-detail");
@@ -556,8 +561,8 @@
       box.replaceChildren(h("h3", {}, detail.number || id),
         h("table", {}, rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", {}, t(k)), h("td", {}, v)))),
         h("h3", {}, t("t_history")),
-        h("table", { class: "history" }, items.map((e) => h("tr", {}, h("td", {}, I.fmtTime(e.at || e.ts)), h("td", {}, e.user || e.by || ""),
-          h("td", {}, e.action || e.transition || ""), h("td", {}, e.comment || e.reason || "")))));
+        h("table", { class: "history" }, items.map((e) => h("tr", {}, h("td", {}, I.fmtTime(e.at || e.ts)), h("td", {}, e.actor || e.user || e.by || ""),
+          h("td", {}, historyAction(e.action || e.transition || "")), h("td", {}, e.comment || e.reason || "")))));
     } catch (e) {
       box.replaceChildren(h("p", { class: "error" }, e.status === 404 ? t("tickets_disabled") : e.message));
     }
