@@ -1,5 +1,5 @@
 //! Benchmark of the local history writer alone (prints numbers; `cargo bench --bench
-//! history_writer`): 1,000,000 readings over 10,000 sensors, written in batches of 4000 (the
+//! history_writer`): 1,000,000 readings over 10,000 sensors, written in batches of 50,000 (the
 //! default `history_batch_size`) the way `run_history_writer` writes them, one transaction per
 //! batch; then a 24 h range query of one sensor.
 #![allow(clippy::unwrap_used)]
@@ -12,7 +12,7 @@ use campusguard::store::{LocalStore, StorageConfig};
 
 const READINGS: usize = 1_000_000;
 const SENSORS: usize = 10_000;
-const BATCH: usize = 4000;
+const BATCH: usize = 50_000;
 
 fn readings(base_ms: i64) -> Vec<Reading> {
     let sensors: Vec<SensorId> = (0..SENSORS)

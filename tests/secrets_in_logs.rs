@@ -116,7 +116,7 @@ profile = "test_room"
     .unwrap();
     let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
     let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_campusguard"))
+    let child = Command::new(env!("CARGO_BIN_EXE_campusguard"))
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "trace")
@@ -126,6 +126,7 @@ profile = "test_room"
         .stderr(stderr)
         .spawn()
         .unwrap();
+    let mut child = Reap(child);
     let base = format!("http://127.0.0.1:{http_port}");
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -135,7 +136,7 @@ profile = "test_room"
                 break;
             }
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             panic!(
                 "gateway exited with {status}: {}",
                 std::fs::read_to_string(dir.path().join("stderr.log")).unwrap()
@@ -249,14 +250,14 @@ profile = "test_room"
 
     // Stop it the way the service manager does.
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let stopping = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    while child.0.try_wait().unwrap().is_none() {
         if stopping.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
+            let _ = child.0.kill();
             panic!("gateway did not stop within 20 s of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -303,4 +304,14 @@ profile = "test_room"
         "secrets in the log:\n{}",
         leaks.join("\n")
     );
+}
+
+/// Kills the gateway if the test fails before it stopped it.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

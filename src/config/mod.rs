@@ -94,7 +94,9 @@ pub struct PipelineConfig {
     /// ingest waits (back-pressure to the broker / Modbus poller); nothing is dropped.
     #[serde(default = "default_ingest_capacity")]
     pub ingest_capacity: usize,
-    /// Core → local-history writer, in batches. When full, the core waits.
+    /// Core → local-history writer, in batches (one per core round, up to a few thousand
+    /// readings each). When full, the core waits. Small: the writer takes what is queued into
+    /// one transaction anyway, and a deep queue only holds memory under overload.
     #[serde(default = "default_history_capacity")]
     pub history_capacity: usize,
     /// Devices that are neither configured nor announced are tracked for commissioning up to
@@ -111,7 +113,7 @@ fn default_ingest_capacity() -> usize {
     4096
 }
 fn default_history_capacity() -> usize {
-    256
+    32
 }
 
 impl Default for PipelineConfig {

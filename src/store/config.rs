@@ -29,8 +29,11 @@ fn default_data_dir() -> PathBuf {
 fn default_retention() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
+/// A transaction of readings is held in memory while it is written.
+const MAX_HISTORY_BATCH: usize = 1_000_000;
+
 fn default_batch() -> usize {
-    4000
+    50_000
 }
 fn default_prune() -> Duration {
     Duration::from_secs(600)
@@ -53,8 +56,10 @@ impl StorageConfig {
         if self.data_dir.as_os_str().is_empty() {
             problems.push("storage.data_dir must not be empty".into());
         }
-        if self.history_batch_size == 0 {
-            problems.push("storage.history_batch_size must be at least 1".into());
+        if !(1..=MAX_HISTORY_BATCH).contains(&self.history_batch_size) {
+            problems.push(format!(
+                "storage.history_batch_size must be between 1 and {MAX_HISTORY_BATCH}"
+            ));
         }
         if self.prune_interval.is_zero() {
             problems.push("storage intervals must be greater than 0".into());

@@ -185,6 +185,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// A `Retry-After` longer than this is taken as this (a misconfigured proxy must not stall
 /// the sink for days).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// The shortest time between two batches sealed for their acks: at most 100 ack-driven write
+/// requests a second, and at most this (plus one write) added to an ack's delay.
+const ACK_SEAL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often a batcher held by `backpressure` looks again without being woken.
 const BACKPRESSURE_RECHECK: Duration = Duration::from_millis(500);
 
@@ -199,8 +202,10 @@ struct Shared {
     /// Woken when the writer made room in the spool (a `backpressure` batcher may be waiting).
     room: Notify,
     /// True while a write request is out; woken when one finished. A batch carrying acks is
-    /// sealed as soon as the writer is idle (group commit), so acks never wait for
-    /// `flush_interval` and the broker's in-flight window keeps moving.
+    /// sealed as soon as the writer is idle (group commit) and [`ACK_SEAL_INTERVAL`] has passed
+    /// since the last such seal, so acks never wait for `flush_interval` and the broker's
+    /// in-flight window keeps moving, while a trickle of messages does not become a request
+    /// each.
     writing: AtomicBool,
     writer_idle: Notify,
     policy: SpoolFull,
@@ -343,11 +348,14 @@ pub async fn run(
         buffer: Vec::new(),
         lines: 0,
         acks: Vec::new(),
+        last_ack_seal: Instant::now(),
         shared,
         live_tx,
         shutdown: shutdown.clone(),
     };
     let mut deadline: Option<Instant> = None;
+    // When acks wait for the writer to be idle but the last ack seal was too recent.
+    let mut ack_deadline: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -356,8 +364,14 @@ pub async fn run(
                 batcher.seal_and_dispatch().await;
                 deadline = None;
             }
+            _ = sleep_until_some(ack_deadline) => {
+                ack_deadline = batcher.seal_acks_if_writer_idle().await;
+                if batcher.lines == 0 {
+                    deadline = None;
+                }
+            }
             _ = batcher.shared.writer_idle.notified(), if !batcher.acks.is_empty() => {
-                batcher.seal_if_writer_idle().await;
+                ack_deadline = batcher.seal_acks_if_writer_idle().await;
                 if batcher.lines == 0 {
                     deadline = None;
                 }
@@ -365,7 +379,7 @@ pub async fn run(
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
                 batcher.add(batch).await;
-                batcher.seal_if_writer_idle().await;
+                ack_deadline = batcher.seal_acks_if_writer_idle().await;
                 if batcher.lines == 0 {
                     deadline = None;
                 } else if deadline.is_none() {
@@ -401,6 +415,7 @@ struct Batcher {
     lines: u64,
     /// Acks of the readings in `buffer`.
     acks: Vec<DurableAck>,
+    last_ack_seal: Instant,
     shared: Arc<Shared>,
     live_tx: mpsc::Sender<Batch>,
     shutdown: CancellationToken,
@@ -444,14 +459,23 @@ impl Batcher {
         }
     }
 
-    /// Seals a batch that carries acks when the writer has nothing to do: at low rates acks go
-    /// after one write round trip, under load batches grow while a write is out.
-    async fn seal_if_writer_idle(&mut self) {
+    /// Seals a batch that carries acks when the writer has nothing to do and the last such
+    /// seal is [`ACK_SEAL_INTERVAL`] ago: at low rates acks go within that interval plus one
+    /// write, under load batches grow while a write is out. Returns when to look again if only
+    /// the interval held it back (a busy writer wakes the batcher when it is done).
+    async fn seal_acks_if_writer_idle(&mut self) -> Option<Instant> {
         let writer_idle = !self.shared.writing.load(Ordering::Acquire)
             && self.live_tx.capacity() == self.live_tx.max_capacity();
-        if !self.acks.is_empty() && writer_idle {
-            self.seal_and_dispatch().await;
+        if self.acks.is_empty() || !writer_idle {
+            return None;
         }
+        let due = self.last_ack_seal + ACK_SEAL_INTERVAL;
+        if Instant::now() < due {
+            return Some(due);
+        }
+        self.last_ack_seal = Instant::now();
+        self.seal_and_dispatch().await;
+        None
     }
 
     async fn seal_and_dispatch(&mut self) {
