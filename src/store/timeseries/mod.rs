@@ -31,6 +31,10 @@
 //! * **Delivery** is at least once: a batch is acknowledged in the spool only after the store
 //!   answered 2xx. A request that timed out after the store committed it is sent again;
 //!   InfluxDB overwrites the identical point, VictoriaMetrics would keep a duplicate sample.
+//! * **Source acks** ([`TimeseriesBatch::acks`]): the sink's share of an MQTT QoS 1 ack is
+//!   released once its lines are written (or rejected and moved aside) or appended to the
+//!   spool; a batch carrying acks is sealed when the writer is idle, at most every
+//!   `ACK_SEAL_INTERVAL` (10 ms), so acks do not wait for `flush_interval`.
 
 pub mod config;
 pub mod line;
