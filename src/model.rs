@@ -312,10 +312,6 @@ impl DurableAck {
             self.inner.sink.acknowledge(self.inner.id);
         }
     }
-
-    pub fn id(&self) -> u16 {
-        self.inner.id
-    }
 }
 
 impl fmt::Debug for DurableAck {

@@ -8,7 +8,6 @@ mod support;
 #[path = "support/tsdb.rs"]
 mod tsdb;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::*;
@@ -115,46 +114,19 @@ flush_interval = "200ms"
     assert!(killed_at.is_some());
     wait_ready(http).await;
 
-    // Local history: every reading, once per timestamp.
-    let url = format!(
-        "http://127.0.0.1:{http}/api/v1/sensors/xhsy/room-1/temp_c/history?from={base}&to={}&limit=100000",
-        base + N
-    );
-    let local = || async {
-        let body: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-        let distinct: BTreeSet<i64> = body["points"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| p["ts"].as_i64())
-            .collect();
-        (distinct.len() as i64 == N).then_some(())
-    };
     let fail_log = |what: &str| format!("{what}; gateway log:\n{}", gateway.log_text());
-    if tokio::time::timeout(
-        Duration::from_secs(40),
-        eventually("local history", Duration::from_secs(40), local),
-    )
-    .await
-    .is_err()
-    {
-        panic!("{}", fail_log("local history incomplete"));
-    }
+    // Local history: every reading, once per timestamp.
+    let local = wait_for_local_timestamps(http, "room-1", base, base + N, N as usize).await;
+    assert_eq!(
+        local.len() as i64,
+        N,
+        "{}",
+        fail_log("local history incomplete")
+    );
 
     // The TSDB: every reading (a redelivered one may be a duplicate of the same point).
     let selector = r#"{__name__="test_room_value",device="room-1",point="temp_c"}"#;
-    let mut distinct = BTreeSet::new();
-    for _ in 0..100 {
-        distinct = vm
-            .export(selector)
-            .await
-            .into_iter()
-            .flat_map(|s| s.timestamps)
-            .collect();
-        if distinct.len() as i64 == N {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let distinct = vm.wait_for_timestamps(selector, N as usize).await;
     let missing: Vec<i64> = (0..N)
         .filter(|i| !distinct.contains(&(base + i)))
         .take(10)

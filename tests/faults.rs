@@ -48,21 +48,6 @@ profiles_file = "profiles.toml"
     config
 }
 
-/// Distinct timestamps of `room`'s `temp_c` in the gateway's local history.
-async fn local_timestamps(http: u16, room: &str, from: i64, to: i64) -> BTreeSet<i64> {
-    let url = format!(
-        "http://127.0.0.1:{http}/api/v1/sensors/xhsy/{room}/temp_c/history?from={from}&to={to}&limit=100000"
-    );
-    let Ok(response) = reqwest::get(&url).await else {
-        return BTreeSet::new();
-    };
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    body["points"]
-        .as_array()
-        .map(|points| points.iter().filter_map(|p| p["ts"].as_i64()).collect())
-        .unwrap_or_default()
-}
-
 async fn publish_range(dev: &Device, topic: &str, base: i64, range: std::ops::Range<i64>) {
     for i in range {
         dev.publish(
@@ -121,14 +106,8 @@ async fn a_broker_restart_mid_stream_loses_nothing_published_after_it_is_back() 
     publish_range(&dev, &topic, base, HALF..2 * HALF).await;
 
     let after: BTreeSet<i64> = (HALF..2 * HALF).map(|i| base + i).collect();
-    let mut got = BTreeSet::new();
-    for _ in 0..150 {
-        got = local_timestamps(http, "room-1", base, base + 2 * HALF).await;
-        if after.is_subset(&got) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let got =
+        wait_for_local_timestamps(http, "room-1", base, base + 2 * HALF, 2 * HALF as usize).await;
     let before = (0..HALF).filter(|i| got.contains(&(base + i))).count();
     eprintln!("readings published before the restart that arrived: {before} of {HALF}");
     let missing_after: Vec<i64> = after.difference(&got).map(|t| t - base).collect();
@@ -194,31 +173,12 @@ max_backoff = "1s"
     let gateway = GatewayProcess::start(&config);
     wait_ready(http).await;
     // All of them locally while the store is still down.
-    let mut local = BTreeSet::new();
-    for _ in 0..150 {
-        local = local_timestamps(http, "room-1", base, base + N).await;
-        if local.len() as i64 == N {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let local = wait_for_local_timestamps(http, "room-1", base, base + N, N as usize).await;
     assert_eq!(local.len() as i64, N, "{}", gateway.log_text());
 
     vm.restart().await;
     let selector = r#"{__name__="test_room_value",device="room-1",point="temp_c"}"#;
-    let mut stored = BTreeSet::new();
-    for _ in 0..100 {
-        stored = vm
-            .export(selector)
-            .await
-            .into_iter()
-            .flat_map(|s| s.timestamps)
-            .collect();
-        if stored.len() as i64 == N {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let stored = vm.wait_for_timestamps(selector, N as usize).await;
     let missing: Vec<i64> = (0..N)
         .filter(|i| !stored.contains(&(base + i)))
         .take(10)

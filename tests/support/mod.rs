@@ -571,6 +571,35 @@ pub async fn wait_ready(http: u16) {
     panic!("gateway not ready within 20 s");
 }
 
+/// Distinct timestamps of `school/device/temp_c` in the local history of the gateway on
+/// `http` (`public_read`), polled (up to 30 s) until there are `n`; returns what it last saw.
+pub async fn wait_for_local_timestamps(
+    http: u16,
+    device: &str,
+    from: i64,
+    to: i64,
+    n: usize,
+) -> std::collections::BTreeSet<i64> {
+    let url = format!(
+        "http://127.0.0.1:{http}/api/v1/sensors/xhsy/{device}/temp_c/history?from={from}&to={to}&limit=100000"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..150 {
+        if let Ok(response) = reqwest::get(&url).await {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            seen = body["points"]
+                .as_array()
+                .map(|points| points.iter().filter_map(|p| p["ts"].as_i64()).collect())
+                .unwrap_or_default();
+        }
+        if seen.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, failing with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where

@@ -257,6 +257,29 @@ impl VictoriaMetrics {
         self.ready().await;
     }
 
+    /// Distinct timestamps of the series matching `selector`, polled (up to 30 s) until there
+    /// are `n` of them; returns what it last saw either way, for the caller to assert on.
+    pub async fn wait_for_timestamps(
+        &self,
+        selector: &str,
+        n: usize,
+    ) -> std::collections::BTreeSet<i64> {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            seen = self
+                .export(selector)
+                .await
+                .into_iter()
+                .flat_map(|s| s.timestamps)
+                .collect();
+            if seen.len() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        seen
+    }
+
     /// Every sample of the series matching `selector`, after making recent writes searchable.
     pub async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
         let client = reqwest::Client::new();
