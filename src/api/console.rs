@@ -43,7 +43,22 @@ macro_rules! assets {
 
 /// Every file the console loads, one line each; the HTML pages are served as routes. A test
 /// checks this list against the files in `web/` and the scripts the pages load.
-const ASSETS: &[Asset] = assets!["app.css", "app.js", "i18n.js", "login.js"];
+const ASSETS: &[Asset] = assets![
+    "app.css",
+    "app.js",
+    "i18n.js",
+    "login.js",
+    "tickets.js",
+    "i18n/bureau.js",
+    "i18n/control.js",
+    "i18n/lab.js",
+    "i18n/school.js",
+    "i18n/tickets.js",
+    "views/bureau.js",
+    "views/control.js",
+    "views/lab.js",
+    "views/school.js",
+];
 
 /// The content type of an asset, from its extension.
 fn content_type(name: &str) -> &'static str {
