@@ -1,5 +1,7 @@
-//! The API under hostile HTTP, driven by `src/api/openapi.json`: every mutating operation
-//! without a token → 401 and with a role outside its `x-roles` → 403, changing nothing;
+//! The API under hostile HTTP, driven by the OpenAPI document (merged from
+//! `src/api/openapi/*.json`): every documented operation is served and no other method is;
+//! every mutating operation without a token → 401 and with a role outside its `x-roles` → 403,
+//! changing nothing;
 //! oversized bodies → 413; path traversal in asset and attachment routes never serves a file;
 //! SQL metacharacters in every string parameter change nothing and break nothing; a thousand
 //! idle SSE clients do not keep a new one from connecting or alarms from flowing.
@@ -29,7 +31,12 @@ const MAX_BODY: usize = 64 * 1024;
 const WEB_USER: &str = "web.bureau";
 const WEB_PASSWORD: &str = "web-bureau-pass-1";
 
-const OPENAPI: &str = include_str!("../src/api/openapi.json");
+/// The document the gateway serves at `/api/v1/openapi.json`.
+fn openapi() -> Value {
+    campusguard::api::openapi::document()
+        .expect("the OpenAPI fragments merge")
+        .clone()
+}
 const ROLES: [&str; 5] = [
     "operator",
     "lab_manager",
@@ -124,7 +131,7 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 }
 
 fn operations() -> Vec<Operation> {
-    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let doc = openapi();
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -439,7 +446,7 @@ async fn observable(env: &Env) -> Value {
 
 #[test]
 fn the_openapi_document_describes_every_operation_with_roles_and_security() {
-    let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+    let doc = openapi();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"));
     assert!(doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
     assert!(doc["components"]["securitySchemes"]["cookie"]["in"] == "cookie");
@@ -529,13 +536,67 @@ fn the_openapi_document_describes_every_operation_with_roles_and_security() {
     }
 }
 
+/// Status of a request without credentials or body, and whether it was the router's "no such
+/// endpoint" (the body is read only for a 404: a stream would never end).
+async fn probe(gw: &TestGateway, method: &str, path: &str) -> (u16, bool) {
+    let resp = reqwest::Client::new()
+        .request(method.parse().unwrap(), gw.url(path))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = if status == 404 {
+        resp.json().await.unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    (status, is_no_such_endpoint(status, &body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_is_served_and_no_undocumented_method_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::embedded("methods", dir.path());
+    let gw = TestGateway::start(&setup).await;
+    let fx = Fixture {
+        alarm_id: 1,
+        ticket_id: "XHSY-2026-0001".into(),
+        sha256: "0".repeat(64),
+    };
+    let doc = openapi();
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = fx.fill(path, &BTreeMap::new());
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let documented = item.get(method).is_some();
+            let (status, no_such_endpoint) = probe(&gw, &method.to_uppercase(), &url).await;
+            let served = status != 405 && !no_such_endpoint;
+            if documented != served {
+                problems.push(format!(
+                    "{} {path}: documented {documented}, answered {status}",
+                    method.to_uppercase()
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(checked >= 150, "only {checked} probes");
+    // Not vacuous: an unknown path and an unrouted method are told apart.
+    assert_eq!(probe(&gw, "GET", "/api/v1/no-such-area").await, (404, true));
+    assert_eq!(probe(&gw, "PUT", "/healthz").await.0, 405);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mutating_operation_refuses_anonymous_and_wrong_roles_and_changes_nothing() {
     let env = start().await;
     let gw = &env.gw;
     let (status, served) = gw.get_json("/api/v1/openapi.json", None).await;
     assert_eq!(status, 200);
-    assert_eq!(served, serde_json::from_str::<Value>(OPENAPI).unwrap());
+    assert_eq!(served, openapi());
 
     // A console session of a bureau user: cookies count like tokens.
     let resp = reqwest::Client::new()

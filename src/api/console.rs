@@ -3,22 +3,24 @@
 //! (HttpOnly, SameSite=Strict) stands for the user wherever a bearer token would.
 //!
 //! Routes: `/` (the console), `/login` (page; `POST` with JSON `{name, password}`),
-//! `/logout` (`POST`), `/assets/{file}`, `GET|DELETE /api/v1/session`, and the alarm-system
-//! health `GET /api/v1/alarms/kpis`.
+//! `/logout` (`POST`), `/assets/{file}` (every file under `web/` listed in [`ASSETS`]; `file`
+//! may name a subfolder, e.g. `views/control.js`), `GET|DELETE /api/v1/session`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{get, post};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::area::Routes;
 use super::auth::{Authenticator, Principal};
-use super::routes::Reader;
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::extract::Reader;
+use super::state::AppState;
 use crate::users::sessions::SESSION_COOKIE;
 use crate::users::{log_failed_login, LoginGate};
 
@@ -27,42 +29,56 @@ const CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 struct Asset {
+    /// The path below `web/`, as requested below `/assets/`.
     name: &'static str,
-    content_type: &'static str,
     body: &'static str,
 }
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../web/app.js"),
-    },
-    Asset {
-        name: "i18n.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../web/i18n.js"),
-    },
-    Asset {
-        name: "login.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../web/login.js"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../web/app.css"),
-    },
+/// Embeds files of `web/` under their path there.
+macro_rules! assets {
+    ($($name:literal),* $(,)?) => {
+        &[$(Asset { name: $name, body: include_str!(concat!("../../web/", $name)) }),*]
+    };
+}
+
+/// Every file the console loads, one line each; the HTML pages are served as routes. A test
+/// checks this list against the files in `web/` and the scripts the pages load.
+const ASSETS: &[Asset] = assets![
+    "app.css",
+    "app.js",
+    "i18n.js",
+    "login.js",
+    "tickets.js",
+    "i18n/bureau.js",
+    "i18n/control.js",
+    "i18n/lab.js",
+    "i18n/school.js",
+    "i18n/tickets.js",
+    "views/bureau.js",
+    "views/control.js",
+    "views/lab.js",
+    "views/school.js",
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The content type of an asset, from its extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
-        .route("/logout", axum::routing::post(logout))
-        .route("/assets/{file}", get(asset))
+        .route("/logout", post(logout))
+        .route("/assets/{*file}", get(asset))
         .route("/api/v1/session", get(session).delete(logout))
-        .route("/api/v1/alarms/kpis", get(super::kpis::kpis))
 }
 
 fn page(body: &'static str) -> Response {
@@ -91,7 +107,7 @@ async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|a| a.name == file) {
         Some(a) => (
             [
-                (header::CONTENT_TYPE, a.content_type),
+                (header::CONTENT_TYPE, content_type(a.name)),
                 (header::CACHE_CONTROL, "no-cache"),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
@@ -199,4 +215,101 @@ async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Response,
         session_cookie("", 0, state.secure_cookie)?,
     );
     Ok((headers, Json(json!({ "logged_out": true }))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    /// Files below `dir`, as paths relative to `root` with `/`.
+    fn files(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("web/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                files(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.insert(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+
+    /// The `/assets/…` a page loads (`src=` and `href=`).
+    fn loaded_by(page: &str) -> Vec<&str> {
+        page.split("\"/assets/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+
+    const PAGES: [&str; 2] = [
+        include_str!("../../web/index.html"),
+        include_str!("../../web/login.html"),
+    ];
+
+    #[test]
+    fn every_file_in_web_is_served_and_every_served_asset_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let mut on_disk = BTreeSet::new();
+        files(&root, &root, &mut on_disk);
+        let pages: BTreeSet<String> = ["index.html", "login.html"].map(String::from).into();
+        let on_disk: BTreeSet<String> = on_disk.difference(&pages).cloned().collect();
+        let listed: BTreeSet<String> = ASSETS.iter().map(|a| a.name.to_string()).collect();
+        assert_eq!(listed.len(), ASSETS.len(), "an asset is listed twice");
+        assert_eq!(
+            on_disk, listed,
+            "web/ and ASSETS in src/api/console.rs differ (add the file to ASSETS)"
+        );
+        for a in ASSETS {
+            assert!(!a.body.is_empty(), "{} is empty", a.name);
+            assert_ne!(
+                content_type(a.name),
+                "text/plain; charset=utf-8",
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_pages_load_only_served_assets_and_every_script_is_loaded() {
+        let mut loaded = BTreeSet::new();
+        for page in PAGES {
+            for name in loaded_by(page) {
+                assert!(
+                    ASSETS.iter().any(|a| a.name == name),
+                    "a page loads /assets/{name}, which is not served"
+                );
+                loaded.insert(name);
+            }
+        }
+        for a in ASSETS {
+            assert!(
+                loaded.contains(a.name),
+                "{} is served but no page loads it",
+                a.name
+            );
+        }
+        // Texts first (the mechanism, then each area's), then the core, then what registers
+        // with the core.
+        let index = PAGES[0];
+        let at = |name: &str| index.find(&format!("\"/assets/{name}\""));
+        let core = at("app.js").expect("index.html loads app.js");
+        let texts = at("i18n.js").expect("index.html loads i18n.js");
+        assert!(texts < core);
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let Some(pos) = at(a.name) else { continue };
+            if a.name.starts_with("i18n/") {
+                assert!(
+                    texts < pos && pos < core,
+                    "{} between i18n.js and app.js",
+                    a.name
+                );
+            } else if !["app.js", "i18n.js"].contains(&a.name) {
+                assert!(core < pos, "{} after app.js", a.name);
+            }
+        }
+    }
 }

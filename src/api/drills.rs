@@ -1,33 +1,27 @@
 //! Drill routes: list the active drills, start one for a school or a building, end one early.
 //! Starting and ending need a role that acts on alarms, within its school scope; drill
-//! changes also go out on the alarm stream as `drill` events.
-
-use std::convert::Infallible;
+//! changes also go out on the alarm stream as `drill` events (see `alarms.rs`).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{Json, Router};
-use futures::Stream;
+use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::StreamExt;
 
+use super::area::Routes;
 use super::auth::{Principal, Role};
-use super::routes::{ask, Reader};
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::extract::{ask, Reader};
+use super::state::AppState;
 use crate::drills::{Drill, DrillError, NewDrill, MAX_DRILL_DURATION};
 use crate::model::now_ms;
 use crate::pipeline::Command;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/api/v1/drills", get(list).post(start))
         .route("/api/v1/drills/{id}", delete(end))
 }
@@ -195,22 +189,4 @@ async fn end(
     })
     .await??;
     Ok(Json(ended))
-}
-
-/// The `drill` events of the alarm stream that `who` may see.
-pub(super) fn stream_events(
-    state: &AppState,
-    who: Principal,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    BroadcastStream::new(state.drill_stream.subscribe()).filter_map(move |item| match item {
-        Ok(event) if who.may_see_school(&event.drill.school) => Some(Ok(Event::default()
-            .event("drill")
-            .json_data(&*event)
-            .unwrap_or_else(|_| Event::default().comment("unencodable event")))),
-        Ok(_) => None,
-        // Missed drill changes: the client reloads (alarms and drills) on `resync`.
-        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
-            .event("resync")
-            .data(json!({ "missed": missed }).to_string()))),
-    })
 }

@@ -11,8 +11,9 @@ use axum::Json;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::routes::Reader;
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::extract::Reader;
+use super::state::AppState;
 use crate::model::now_ms;
 
 /// ISA-18.2's "very likely acceptable" rate: about 6 alarms per hour per operator.

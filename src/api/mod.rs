@@ -1,50 +1,33 @@
-//! HTTP API (axum): health, metrics, alarms (list, get, acknowledge, shelve, reset, SSE
-//! stream), devices and sensors. Handlers ask the pipeline core through its command channel,
-//! so the core stays the only owner of live state.
+//! HTTP API (axum) and the web console. Handlers ask the pipeline core through its command
+//! channel, so the core stays the only owner of live state.
+//!
+//! One file per area, each with a `routes()` and an OpenAPI fragment in `openapi/`:
+//! `health` (liveness, readiness, metrics, the OpenAPI document), `alarms` (list, read,
+//! acknowledge, shelve, reset, SSE stream, KPIs from `kpis`), `devices` (devices, sensors,
+//! history), `console` (pages, assets, login and session), `tickets` and `drills`.
+//! `routes` merges the areas into [`router`].
+//!
+//! Imports point one way: `routes` → the area files → `extract` (extractors, `ask`),
+//! `area` (the route list), `auth`, `error` and `state`; none of those imports an area.
 
+mod alarms;
+mod area;
 pub mod auth;
 mod config;
 mod console;
+mod devices;
 mod drills;
 mod error;
+mod extract;
+mod health;
 mod kpis;
+pub mod openapi;
 mod routes;
+mod state;
 mod tickets;
 
 pub use auth::{Principal, Role};
 pub use config::{HttpConfig, TokenConfig};
 pub use error::ApiError;
 pub use routes::router;
-
-use std::sync::Arc;
-
-use tokio::sync::{broadcast, mpsc};
-
-use crate::alarms::AlarmEvent;
-use crate::metrics::Metrics;
-use crate::pipeline::Command;
-use crate::store::LocalStore;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub commands: mpsc::Sender<Command>,
-    pub store: LocalStore,
-    pub alarm_stream: broadcast::Sender<Arc<AlarmEvent>>,
-    /// Drill starts and ends, sent on the alarm stream as `drill` events.
-    pub drill_stream: broadcast::Sender<Arc<crate::drills::DrillEvent>>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Arc<auth::Authenticator>,
-    pub max_body_bytes: usize,
-    /// Whether readiness needs the MQTT connection.
-    pub mqtt_required: bool,
-    /// Ends long-lived responses (SSE) so graceful shutdown does not wait on them forever.
-    pub shutdown: tokio_util::sync::CancellationToken,
-    /// Console users (login checks passwords here).
-    pub users: crate::users::UserStore,
-    pub login_limiter: Arc<crate::users::LoginLimiter>,
-    /// Mark the session cookie `Secure`.
-    pub secure_cookie: bool,
-    /// Hazard tickets (workflow, ledger, attachments).
-    pub tickets: crate::tickets::Tickets,
-}
+pub use state::AppState;

@@ -3,17 +3,18 @@
 //! per-school stats. Role checks live in [`crate::tickets`]; this file maps HTTP to them.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Principal;
-use super::{ApiError, AppState};
+use super::area::Routes;
+use super::error::ApiError;
+use super::extract::TicketUser;
+use super::state::AppState;
 use crate::model::now_ms;
 use crate::tickets::export::Format;
 use crate::tickets::model::{AttachmentKind, Lang};
@@ -22,8 +23,8 @@ use crate::tickets::{
     Ticket, TicketError,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/api/v1/tickets", get(list).post(file))
         .route("/api/v1/tickets/export", get(export))
         .route("/api/v1/tickets/{id}", get(get_one))
@@ -38,22 +39,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/tickets/{id}/attachments/{sha256}", get(download))
         .route("/api/v1/stats/tickets", get(stats))
-}
-
-/// A caller with a valid token (tickets are never public).
-struct TicketUser(Principal);
-
-impl FromRequestParts<AppState> for TicketUser {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let p = state.auth.principal(parts)?;
-        if p.role.is_none() {
-            return Err(ApiError::unauthorized(
-                "tickets need Authorization: Bearer <token>",
-            ));
-        }
-        Ok(TicketUser(p))
-    }
 }
 
 impl From<TicketError> for ApiError {

@@ -54,13 +54,14 @@ const browser = await chromium.launch({
     "--autoplay-policy=no-user-gesture-required"],
 });
 const pages = {};
+const pageErrors = [];
 
 async function login(role) {
   const u = users[role];
   assert(u, `no user for role ${role}`);
   const context = await browser.newContext({ viewport: { width: 1400, height: 860 }, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
   const page = await context.newPage();
-  page.on("pageerror", (e) => console.log(`  [${role} page error] ${e.message}`));
+  page.on("pageerror", (e) => { pageErrors.push(`${role}: ${e.message}`); console.log(`  [${role} page error] ${e.message}`); });
   await page.goto(base + "/");
   await page.waitForURL(/\/login$/, { timeout: 5000 });
   await page.fill("#login-name", u.name);
@@ -102,6 +103,18 @@ try {
       assert(await page.evaluate(() => !document.cookie.includes("cg_session")), "script cannot read the session cookie");
     });
   }
+
+  await test("every view registers with the console core and every text is given once in both languages", async () => {
+    const page = pages.admin;
+    const tabs = await page.$$eval("#tabs a", (as) => as.map((a) => a.id));
+    assert(tabs.join() === "tab-control,tab-lab,tab-bureau,tab-school", `admin tabs: ${tabs}`);
+    const problems = await page.evaluate(() => window.CG_I18N.missing());
+    assert(problems.length === 0, `texts: ${problems.join(", ")}`);
+    for (const [role, view] of Object.entries(landing)) {
+      const sections = await pages[role].$$eval("section.view:not([hidden])", (s) => s.map((e) => e.id));
+      assert(sections.join() === `view-${view}`, `${role} sees ${sections}`);
+    }
+  });
 
   await test("a fire alarm appears on the control-room board within 2 s with the sound flag set", async () => {
     const page = pages.operator;
@@ -317,6 +330,9 @@ try {
     await page.waitForURL(/\/login$/, { timeout: 5000 });
     const status = await page.evaluate(async () => (await fetch("/api/v1/session")).status);
     assert(status === 401, `session after logout: ${status}`);
+  });
+  await test("no page raised a script error", async () => {
+    assert(pageErrors.length === 0, pageErrors.join("\n"));
   });
 } finally {
   await browser.close();
