@@ -7,6 +7,7 @@
 //!     ──► IngestEvent::Readings / IngestEvent::Status ──► pipeline (bounded channel)
 //! ```
 //!
+//! - [`codec`]: tables, value types, word orders; numbers ⇄ registers.
 //! - [`config`]: the `[modbus]` section and its validation.
 //! - [`registers`]: coalescing points into reads, decoding bits and registers.
 //! - [`poller`]: connection tasks, timeouts, back-off, device health.
@@ -31,6 +32,7 @@
 //! online.
 
 pub mod actions;
+pub mod codec;
 pub mod config;
 pub mod poller;
 pub mod registers;
@@ -38,9 +40,10 @@ pub mod registers;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use actions::{write_channel, ModbusWriter, WriteCommands, WriteError, WriteReport};
+pub use codec::{DataType, Table, WordOrder};
 pub use config::{
-    ActionValue, ConnectionKey, DataType, ModbusActionConfig, ModbusConfig, ModbusDeviceConfig,
-    ModbusPointConfig, Parity, Table, Transport, WordOrder,
+    ActionValue, ConnectionKey, ModbusActionConfig, ModbusConfig, ModbusDeviceConfig,
+    ModbusPointConfig, Parity, Transport,
 };
 pub use poller::{run, run_with_writes, RequestError};
 

@@ -30,15 +30,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::actions::{WriteCommands, WriteError, WriteReport};
-use super::config::{ActionValue, ConnectionKey, ModbusDeviceConfig, Parity, Table, Transport};
+use super::codec::{encode_value, Table};
+use super::config::{ActionValue, ConnectionKey, ModbusDeviceConfig, Parity, Transport};
 use super::registers::{
-    bridges_gap, decode_point, encode_value, plan_reads, plan_reads_of, BlockData, CoalesceLimits,
-    ReadBlock,
+    bridges_gap, decode_point, plan_reads, plan_reads_of, BlockData, CoalesceLimits, ReadBlock,
 };
 use super::{ModbusConfig, ModbusStats};
-use crate::model::{
-    now_ms, DeviceInfo, DeviceKey, IngestEvent, Quality, Reading, SensorId, Source,
-};
+use crate::model::{now_ms, DeviceKey, IngestEvent, Quality, Reading, SensorId, Source};
 
 /// Wait before retrying a request that failed with a transient error (capped by the timeout).
 const RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -115,24 +113,6 @@ impl RequestError {
                 | RequestError::Connect { .. }
                 | RequestError::Resolve { .. }
         )
-    }
-}
-
-impl ModbusDeviceConfig {
-    /// `<school>/<id>`.
-    pub fn device_key(&self) -> DeviceKey {
-        DeviceKey::new(&self.school, &self.id)
-    }
-
-    /// What the config says about the device (profile, building, room, name), for the
-    /// gateway's device registry.
-    pub fn device_info(&self) -> DeviceInfo {
-        DeviceInfo {
-            profile: self.profile.clone(),
-            building: self.building.clone(),
-            room: self.room.clone(),
-            name: self.name.clone(),
-        }
     }
 }
 
@@ -987,7 +967,8 @@ async fn read_block(context: &mut Context, block: &ReadBlock) -> tokio_modbus::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::modbus::config::{DataType, ModbusPointConfig, WordOrder};
+    use crate::ingest::modbus::codec::{DataType, WordOrder};
+    use crate::ingest::modbus::config::ModbusPointConfig;
 
     fn device(interval_ms: u64) -> DeviceState {
         let config = ModbusDeviceConfig {
