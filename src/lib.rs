@@ -125,25 +125,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     };
     // Write-back actions run through the poller, between polls (off unless configured).
     let mut modbus_writer = None;
+    let mut modbus_writes = None;
+    if !config.modbus.actions.is_empty() {
+        let (writer, writes) = ingest::modbus::write_channel();
+        modbus_writer = Some(writer);
+        modbus_writes = Some(writes);
+    }
     if !config.modbus.devices.is_empty() {
-        if config.modbus.actions.is_empty() {
-            tracker.spawn(ingest::modbus::run(
-                config.modbus.clone(),
-                ingest_tx.clone(),
-                metrics.modbus.clone(),
-                ingest_stop.clone(),
-            ));
-        } else {
-            let (writer, writes) = ingest::modbus::write_channel();
-            modbus_writer = Some(writer);
-            tracker.spawn(ingest::modbus::run_with_writes(
-                config.modbus.clone(),
-                ingest_tx.clone(),
-                metrics.modbus.clone(),
-                writes,
-                ingest_stop.clone(),
-            ));
-        }
+        tracker.spawn(ingest::modbus::run(
+            config.modbus.clone(),
+            ingest_tx.clone(),
+            metrics.modbus.clone(),
+            modbus_writes,
+            ingest_stop.clone(),
+        ));
     }
     tracker.spawn(ingest::mqtt::run(
         config.mqtt.clone(),

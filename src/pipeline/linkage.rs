@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! core: Raised/Reraised ──Core::start_action──► spawned run (at most MAX_RUNS at once)
-//!     ──ModbusWriter::execute_on(device, action)──► poller (between two polls) ──►
+//!     ──modbus::WriteHandle::write(device, action)──► poller (between two polls) ──►
 //!     ActionDone on a bounded channel ──Core::action_done──► journal `action` on the alarm,
 //!     and raise (failure) / clear (success) the device's `action_failed:<action>` fault
 //! ```
@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use super::Core;
 use crate::alarms::{Alarm, AlarmEvent, Transition, SYSTEM_USER};
-use crate::ingest::modbus::{ModbusConfig, ModbusStats, ModbusWriter};
+use crate::ingest::modbus::{ModbusConfig, ModbusStats, WriteHandle};
 use crate::model::{now_ms, AlarmClass, ConditionChange, DeviceKey, SensorId, Severity};
 use crate::rules::config::ACTION_FAILED_RULE_PREFIX;
 
@@ -48,7 +48,7 @@ pub struct ActionDone {
 
 /// The core's side of write-back: which actions exist, and the slots and channel of runs.
 pub struct Linkage {
-    writer: Option<ModbusWriter>,
+    writer: Option<WriteHandle>,
     /// (device, action name) of every configured action.
     configured: HashSet<(DeviceKey, String)>,
     runs: Arc<Semaphore>,
@@ -61,7 +61,7 @@ impl Linkage {
     /// `writer` is `None` when no action is configured (or the poller is not running).
     pub fn new(
         config: &ModbusConfig,
-        writer: Option<ModbusWriter>,
+        writer: Option<WriteHandle>,
         stats: Arc<ModbusStats>,
     ) -> Self {
         let configured = config
@@ -121,8 +121,7 @@ impl Linkage {
         let action = action.to_owned();
         tokio::spawn(async move {
             let result =
-                match tokio::time::timeout(RUN_DEADLINE, writer.execute_on(&device, &action)).await
-                {
+                match tokio::time::timeout(RUN_DEADLINE, writer.write(&device, &action)).await {
                     Ok(Ok(report)) => Ok(report.description),
                     Ok(Err(error)) => Err(error.to_string()),
                     Err(_) => Err(format!("no answer within {RUN_DEADLINE:?}")),

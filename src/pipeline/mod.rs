@@ -102,7 +102,7 @@ pub struct CoreOutputs {
     /// "backpressure"`).
     pub timeseries: Option<mpsc::Sender<TimeseriesBatch>>,
     /// Write-back: runs the Modbus actions rules name (`None`: no action configured).
-    pub actions: Option<crate::ingest::modbus::ModbusWriter>,
+    pub actions: Option<crate::ingest::modbus::WriteHandle>,
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
