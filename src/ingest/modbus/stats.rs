@@ -27,10 +27,6 @@ pub struct ModbusStats {
     /// Action writes done, and failed.
     pub writes: AtomicU64,
     pub failed_writes: AtomicU64,
-    /// Raised alarms whose rule names an action the device does not configure (nothing ran).
-    pub actions_unmatched: AtomicU64,
-    /// Action runs refused because too many were running (each also raises a `fault` alarm).
-    pub actions_rejected: AtomicU64,
     /// Poll cycles of one device, and those of them that failed.
     pub polls: AtomicU64,
     pub failed_polls: AtomicU64,
@@ -58,8 +54,6 @@ pub struct ModbusStatsSnapshot {
     pub readings: u64,
     pub writes: u64,
     pub failed_writes: u64,
-    pub actions_unmatched: u64,
-    pub actions_rejected: u64,
     pub polls: u64,
     pub failed_polls: u64,
     pub max_lateness_ms: u64,
@@ -102,8 +96,6 @@ impl ModbusStats {
             readings: get(&self.readings),
             writes: get(&self.writes),
             failed_writes: get(&self.failed_writes),
-            actions_unmatched: get(&self.actions_unmatched),
-            actions_rejected: get(&self.actions_rejected),
             polls: get(&self.polls),
             failed_polls: get(&self.failed_polls),
             max_lateness_ms: get(&self.max_lateness_ms),

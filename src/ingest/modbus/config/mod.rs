@@ -47,7 +47,7 @@ pub struct ModbusConfig {
     pub max_backoff: Duration,
     #[serde(default)]
     pub devices: Vec<ModbusDeviceConfig>,
-    /// Writes a rule's action can run, by name (off unless configured).
+    /// Writes an action can run, by name (off unless configured; `crate::actions` runs them).
     #[serde(default)]
     pub actions: Vec<ModbusActionConfig>,
 }
@@ -92,8 +92,8 @@ pub const MAX_REGISTERS_PER_READ: u16 = 125;
 pub const MAX_BITS_PER_READ: u16 = 2000;
 
 /// One `[[modbus.actions]]` entry: a write to one coil or holding register of a configured
-/// device, e.g. switching a cabinet's exhaust fan on; a rule names it by `name` and the
-/// gateway runs it when the rule's alarm rises on that device.
+/// device, e.g. switching a cabinet's exhaust fan on; a rule names it by `name` and
+/// `crate::actions` runs it when the rule's alarm rises on that device.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusActionConfig {
