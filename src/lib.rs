@@ -10,6 +10,8 @@
 //!   staleness, sensor faults) → condition changes.
 //! - [`alarms`]: the ISA-18.2 lifecycle; transitions are journaled in the [`store`] before
 //!   they are broadcast.
+//! - [`actions`]: a raised alarm's rule may name an action (e.g. switch a cabinet's fan on):
+//!   run without blocking the core, written through Modbus, journaled on the alarm.
 //! - [`store`]: the local SQLite store (history of readings, alarms, journal) and the
 //!   time-series sink (InfluxDB v2/v1 with a disk spool).
 //! - [`tickets`]: hazard tickets — alarm → ticket policies, the rectification workflow,
@@ -20,6 +22,7 @@
 //!
 //! [`run`] starts everything and stops it in order on one shutdown signal.
 
+pub mod actions;
 pub mod alarms;
 pub mod api;
 pub mod broker;
@@ -123,27 +126,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     } else {
         None
     };
-    // Write-back actions run through the poller, between polls (off unless configured).
-    let mut modbus_writer = None;
+    // Actions rules name: the core starts them, the Modbus poller writes them between polls.
+    let (actions, modbus_writes) = actions::start(&config.modbus, metrics.actions.clone());
     if !config.modbus.devices.is_empty() {
-        if config.modbus.actions.is_empty() {
-            tracker.spawn(ingest::modbus::run(
-                config.modbus.clone(),
-                ingest_tx.clone(),
-                metrics.modbus.clone(),
-                ingest_stop.clone(),
-            ));
-        } else {
-            let (writer, writes) = ingest::modbus::write_channel();
-            modbus_writer = Some(writer);
-            tracker.spawn(ingest::modbus::run_with_writes(
-                config.modbus.clone(),
-                ingest_tx.clone(),
-                metrics.modbus.clone(),
-                writes,
-                ingest_stop.clone(),
-            ));
-        }
+        tracker.spawn(ingest::modbus::run(
+            config.modbus.clone(),
+            ingest_tx.clone(),
+            metrics.modbus.clone(),
+            modbus_writes,
+            ingest_stop.clone(),
+        ));
     }
     tracker.spawn(ingest::mqtt::run(
         config.mqtt.clone(),
@@ -181,7 +173,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             alarm_mqtt,
             drill_stream: drill_stream.clone(),
             timeseries,
-            actions: modbus_writer,
+            actions,
         },
         metrics.clone(),
     )

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
+use crate::actions::ActionStats;
 use crate::ingest::modbus::ModbusStats;
 use crate::ingest::mqtt::decode::Reject;
 use crate::model::{AlarmClass, Source};
@@ -49,6 +50,8 @@ pub struct Metrics {
     pub timeseries: Arc<TimeseriesStats>,
     /// Counters of the Modbus pollers (rendered at scrape).
     pub modbus: Arc<ModbusStats>,
+    /// Counters of actions (rendered at scrape, as `modbus_actions_*`).
+    pub actions: Arc<ActionStats>,
 }
 
 impl Metrics {
@@ -150,11 +153,15 @@ impl Metrics {
             reject_log: RateLimitedLog::new(Duration::from_secs(10)),
             timeseries: Arc::new(TimeseriesStats::default()),
             modbus: Arc::new(ModbusStats::default()),
+            actions: Arc::new(ActionStats::default()),
         }
     }
 
     fn modbus_lines(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
         let m = self.modbus.snapshot();
+        let get = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+        };
         vec![
             (
                 "modbus_requests",
@@ -201,26 +208,26 @@ impl Metrics {
             (
                 "modbus_writes",
                 "counter",
-                "Modbus write-back actions done",
+                "Modbus writes of actions done",
                 m.writes as f64,
             ),
             (
                 "modbus_failed_writes",
                 "counter",
-                "Modbus write-back actions that failed",
+                "Modbus writes of actions that failed",
                 m.failed_writes as f64,
             ),
             (
                 "modbus_actions_unmatched",
                 "counter",
                 "Raised alarms whose rule names an action the device does not configure",
-                m.actions_unmatched as f64,
+                get(&self.actions.unmatched),
             ),
             (
                 "modbus_actions_rejected",
                 "counter",
-                "Write-back runs refused because too many were running",
-                m.actions_rejected as f64,
+                "Action runs refused because too many were running",
+                get(&self.actions.rejected),
             ),
         ]
     }

@@ -111,7 +111,13 @@ impl Poller {
         let (tx, events) = mpsc::channel(64);
         let stats = Arc::new(ModbusStats::default());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(modbus::run(config, tx, stats.clone(), shutdown.clone()));
+        let task = tokio::spawn(modbus::run(
+            config,
+            tx,
+            stats.clone(),
+            None,
+            shutdown.clone(),
+        ));
         Poller {
             events,
             stats,
@@ -783,7 +789,13 @@ fn benchmark_200_cabinets_of_10_points_every_second() {
             });
             let cpu_start = thread_cpu_time();
             let started = Instant::now();
-            let poller = tokio::spawn(modbus::run(config, tx, stats.clone(), shutdown.clone()));
+            let poller = tokio::spawn(modbus::run(
+                config,
+                tx,
+                stats.clone(),
+                None,
+                shutdown.clone(),
+            ));
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             let cpu = thread_cpu_time() - cpu_start;
             let elapsed = started.elapsed();
@@ -824,7 +836,7 @@ fn benchmark_200_cabinets_of_10_points_every_second() {
 }
 
 #[tokio::test]
-async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported() {
+async fn an_action_write_switches_the_fan_on_and_a_failed_write_is_reported() {
     let sim = Sim::start(2).await;
     sim.behaviour
         .set_scenario(campusguard_sim::modbus::Scenario::VentilationFailure);
@@ -845,15 +857,15 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         "#
     );
     let config = parse(&text);
-    let (writer, writes) = modbus::write_channel();
+    let (handle, writes) = modbus::write_channel();
     let (tx, events) = mpsc::channel(64);
     let stats = Arc::new(ModbusStats::default());
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(modbus::run_with_writes(
+    let task = tokio::spawn(modbus::run(
         config,
         tx,
         stats.clone(),
-        writes,
+        Some(writes),
         shutdown.clone(),
     ));
     let mut poller = Poller {
@@ -868,13 +880,9 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         "the fan is off in ventilation failure"
     );
 
+    // Two cabinets have an action of that name: the write goes to the device named.
     let cab_1 = DeviceKey::new("xhsy", "cab-1");
-    // Two cabinets have an action of that name: by name alone it is ambiguous.
-    assert!(matches!(
-        writer.execute("exhaust_fan_on").await,
-        Err(modbus::WriteError::Ambiguous(_))
-    ));
-    let report = timeout(WAIT, writer.execute_on(&cab_1, "exhaust_fan_on"))
+    let report = timeout(WAIT, handle.write(&cab_1, "exhaust_fan_on"))
         .await
         .expect("write answered in time")
         .expect("write succeeds");
@@ -893,7 +901,7 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
     assert!(!boolean(&poller.next_values("cab-2").await, "fan_on"));
 
     // The simulator refuses register writes: exception 2, reported as a failed action.
-    match writer.execute("cab-1-setpoint").await {
+    match handle.write(&cab_1, "cab-1-setpoint").await {
         Err(modbus::WriteError::Failed { action, error, .. }) => {
             assert_eq!(action, "cab-1-setpoint");
             assert!(
@@ -906,18 +914,21 @@ async fn a_write_back_action_switches_the_fan_on_and_a_failed_write_is_reported(
         other => panic!("expected a failed write, got {other:?}"),
     }
     assert!(matches!(
-        writer.execute("no-such-action").await,
-        Err(modbus::WriteError::UnknownAction(_))
+        handle.write(&cab_1, "no-such-action").await,
+        Err(modbus::WriteError::NotOnDevice { .. })
     ));
+    // An action of another device is not this device's.
     assert!(matches!(
-        writer.execute_on(&cab_1, "no-such-action").await,
+        handle
+            .write(&DeviceKey::new("xhsy", "cab-2"), "cab-1-setpoint")
+            .await,
         Err(modbus::WriteError::NotOnDevice { .. })
     ));
     let stats = poller.stop().await.snapshot();
     assert_eq!((stats.writes, stats.failed_writes), (1, 1), "{stats:?}");
-    // After shutdown the writer says so instead of hanging.
+    // After shutdown the handle says so instead of hanging.
     assert!(matches!(
-        timeout(WAIT, writer.execute_on(&cab_1, "exhaust_fan_on")).await,
+        timeout(WAIT, handle.write(&cab_1, "exhaust_fan_on")).await,
         Ok(Err(modbus::WriteError::NotRunning))
     ));
     sim.stop().await;

@@ -1,4 +1,4 @@
-//! Write-back wired to rules, end to end: a whole gateway polls a simulated chemical cabinet
+//! Actions wired to rules, end to end: a whole gateway polls a simulated chemical cabinet
 //! (`campusguard_sim::modbus`, a real Modbus TCP peer) whose profile's gas rule names the action
 //! `exhaust_fan_on`. The ventilation-failure scenario stops the fan and lets the gas rise; the
 //! gas alarm runs the action, which writes coil 0 on the peer and so restarts the fan. A second
@@ -255,7 +255,7 @@ async fn a_gas_alarm_switches_the_exhaust_fan_on_and_the_journal_shows_it() {
             .unwrap()
             .iter()
             .all(|a| a["rule"] != FAULT_RULE),
-        "no write-back fault: {open}"
+        "no action fault: {open}"
     );
     gw.stop().await;
 }
@@ -291,7 +291,7 @@ async fn a_write_the_device_never_answers_raises_a_fault_that_a_later_good_run_c
         fault["message"]
             .as_str()
             .unwrap()
-            .contains("write-back `exhaust_fan_on` failed"),
+            .contains("action `exhaust_fan_on` failed"),
         "{fault}"
     );
     let fault_id = fault["id"].as_u64().unwrap();

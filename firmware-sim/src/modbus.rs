@@ -37,7 +37,7 @@
 //!   `lel_pct` 0.2 %LEL/s up to 30, `rh_pct` falls 0.2 %/s down to 20.
 //! - `ventilation-failure`: the exhaust fan stops (`fan_on` false, `airflow_mps` 0), `voc_ppm`
 //!   rises 0.2 ppm/s up to 200 and `lel_pct` 0.5 %LEL/s up to 60. Writing coil 0 = true (the
-//!   gateway's write-back "switch the fan on") restarts the fan and the values return to normal.
+//!   gateway's action "switch the fan on") restarts the fan and the values return to normal.
 //!
 //! `config/modbus-sim.example.toml` is a `[modbus]` config that reads this map.
 

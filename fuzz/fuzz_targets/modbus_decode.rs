@@ -2,9 +2,8 @@
 //! (× table kind, bit, offset in the block, scale), plus the encode → decode round trip.
 #![no_main]
 
-use campusguard::ingest::modbus::registers::{
-    decode_point, encode_value, point_width, raw_number, BlockData, ReadBlock,
-};
+use campusguard::ingest::modbus::codec::{encode_value, raw_number};
+use campusguard::ingest::modbus::registers::{decode_point, point_width, BlockData, ReadBlock};
 use campusguard::ingest::modbus::{DataType, ModbusPointConfig, Table, WordOrder};
 use campusguard::model::Value;
 use libfuzzer_sys::fuzz_target;

@@ -123,7 +123,7 @@ pub enum Transition {
     Reset,
     Shelved,
     Unshelved,
-    /// A write-back action the alarm's rule names ran (or failed: see the comment). A journal
+    /// An action the alarm's rule names ran (or failed: see the comment). A journal
     /// note: the alarm itself did not change.
     Action,
 }

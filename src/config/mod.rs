@@ -332,37 +332,7 @@ impl Config {
                 _ => {}
             }
         }
-        problems.extend(self.action_problems());
-        problems
-    }
-
-    /// Write-back actions only run when a rule of their device's profile names them: one that
-    /// no rule names is a typo or a leftover, and would silently never run.
-    fn action_problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for action in &self.modbus.actions {
-            // A missing or ambiguous device is reported by `modbus.validate()`.
-            let [device] = self.modbus.action_devices(action)[..] else {
-                continue;
-            };
-            let who = format!(
-                "modbus action `{}` of device {}",
-                action.name,
-                device.device_key()
-            );
-            match &device.profile {
-                None => problems.push(format!(
-                    "{who}: the device has no profile, so no rule can run the action"
-                )),
-                Some(profile) if !self.profiles.profiles.contains_key(profile) => {}
-                Some(profile) if !self.profiles.names_action(profile, &action.name) => problems
-                    .push(format!(
-                        "{who}: no rule of profile `{profile}` names it (`action = \"{}\"`), so it would never run",
-                        action.name
-                    )),
-                Some(_) => {}
-            }
-        }
+        problems.extend(crate::actions::problems(&self.modbus, &self.profiles));
         problems
     }
 

@@ -147,7 +147,7 @@ value = true
 "#;
 
 #[test]
-fn a_write_back_action_named_by_a_rule_of_its_device_profile_loads() {
+fn an_action_named_by_a_rule_of_its_device_profile_loads() {
     // chem_cabinet's gas and ventilation rules name `exhaust_fan_on`.
     let config = load(&modbus_cabinet(Some("chem_cabinet"), FAN_ON), &[]).unwrap();
     assert_eq!(
@@ -161,7 +161,7 @@ fn a_write_back_action_named_by_a_rule_of_its_device_profile_loads() {
 }
 
 #[test]
-fn write_back_actions_no_rule_can_run_are_refused_naming_action_device_and_profile() {
+fn actions_no_rule_can_run_are_refused_naming_action_device_and_profile() {
     let typo = FAN_ON.replace("exhaust_fan_on", "exhaust_fan_onn");
     let duplicate = format!("{FAN_ON}{}", FAN_ON.replace("address = 0", "address = 1"));
     let cases = [

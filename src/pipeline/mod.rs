@@ -10,12 +10,11 @@
 //! - core → MQTT alarm publisher (bounded): when full the MQTT copy is dropped and counted; the
 //!   alarm itself is journaled and on the SSE stream regardless.
 //! - API → core commands (bounded): served before readings, so the console stays responsive.
-//! - core → write-back action runs (`linkage`, at most `linkage::MAX_RUNS` at once): one more
-//!   is refused, counted and raised as a `fault` alarm; results come back on a bounded channel
+//! - core → action runs (`crate::actions`, at most `actions::MAX_RUNS` at once): one more is
+//!   refused, counted and raised as a `fault` alarm; results come back on a bounded channel
 //!   that cannot fill (one slot per run).
 
 mod drills;
-pub mod linkage;
 mod registry;
 
 pub use registry::{DeviceEntry, LiveValue, Registration};
@@ -29,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::actions::{ActionDone, Actions};
 use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
 use crate::config::Config;
 use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
@@ -101,8 +101,8 @@ pub struct CoreOutputs {
     /// spools to disk while the store is down, so it only fills under `spool_full =
     /// "backpressure"`).
     pub timeseries: Option<mpsc::Sender<TimeseriesBatch>>,
-    /// Write-back: runs the Modbus actions rules name (`None`: no action configured).
-    pub actions: Option<crate::ingest::modbus::ModbusWriter>,
+    /// Runs the actions rules name (never waits; results come back to the core's loop).
+    pub actions: Actions,
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
@@ -125,7 +125,6 @@ pub struct Core {
     history_batch: HistoryBatch,
     /// Announcements to save in the local store at the next flush.
     announced: Vec<(DeviceKey, DeviceInfo)>,
-    linkage: linkage::Linkage,
 }
 
 impl Core {
@@ -163,7 +162,7 @@ impl Core {
         // Conditions of devices not registered yet (announced by meta later) wait for them.
         let pending_restore = open
             .iter()
-            .filter(|a| a.condition_active && !linkage::is_action_fault(&a.rule))
+            .filter(|a| a.condition_active && !crate::actions::is_fault(&a.rule))
             .filter(|a| !engine.restore_condition(&a.sensor, &a.rule, a.severity))
             .map(|a| (a.sensor.clone(), a.rule.clone(), a.severity))
             .collect();
@@ -174,8 +173,6 @@ impl Core {
         // Drills that expired while the gateway was down end at the first tick.
         let drills = DrillBook::restore(store.active_drills().await?);
         metrics.active_alarms.set(book.len() as i64);
-        let linkage =
-            linkage::Linkage::new(&config.modbus, out.actions.clone(), metrics.modbus.clone());
         let mut core = Self {
             engine,
             book,
@@ -190,7 +187,6 @@ impl Core {
             changes: Vec::new(),
             history_batch: HistoryBatch::default(),
             announced: Vec::new(),
-            linkage,
         };
         let announced = core.store.announced_devices().await?;
         if !announced.is_empty() {
@@ -215,7 +211,7 @@ impl Core {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
-        let mut action_results = self.linkage.take_results();
+        let mut action_results = self.out.actions.take_results();
         loop {
             tokio::select! {
                 biased;
@@ -345,7 +341,7 @@ impl Core {
 
     fn apply_changes(&mut self) {
         let now = now_ms();
-        // Alarms raised (or back) whose rule may name a write-back action (rare: no allocation
+        // Alarms raised (or back) whose rule may name an action (rare: no allocation
         // otherwise).
         let mut raised = Vec::new();
         for change in self.changes.drain(..) {
@@ -365,6 +361,46 @@ impl Core {
         }
         for alarm in raised {
             self.start_action(&alarm);
+        }
+    }
+
+    /// Starts the action the rule of a raised alarm names, if any (never waits).
+    fn start_action(&mut self, alarm: &Alarm) {
+        let Some(action) = self
+            .engine
+            .device_profile(&alarm.sensor.device_key())
+            .and_then(|profile| self.engine.profiles().rule_action(profile, &alarm.rule))
+        else {
+            return;
+        };
+        if let Some(refused) = self.out.actions.run(alarm, action) {
+            self.record_action(&refused, alarm.clone());
+        }
+    }
+
+    /// A run finished: journal it with its alarm and raise or clear the device fault.
+    async fn action_done(&mut self, done: ActionDone) {
+        let alarm = match self.book.get(done.alarm.id) {
+            Some(alarm) => alarm.clone(),
+            // Closed meanwhile: the store has its last state (journaled before broadcast), so
+            // the note does not show a closed alarm as open.
+            None => match self.store.alarm(done.alarm.id).await {
+                Ok(Some(alarm)) => alarm,
+                _ => done.alarm.clone(),
+            },
+        };
+        self.record_action(&done, alarm);
+    }
+
+    fn record_action(&mut self, done: &ActionDone, alarm: Alarm) {
+        let now = now_ms();
+        let (note, fault) = crate::actions::outcome(done, alarm, now);
+        self.pending.push(note);
+        if let Some(event) = self.book.apply(&fault, now, false) {
+            if event.transition == crate::alarms::Transition::Raised {
+                self.metrics.alarm_raised(event.alarm.class);
+            }
+            self.pending.push(event);
         }
     }
 

@@ -22,7 +22,7 @@ pub const STALE_RULE: &str = "stale";
 pub const RANGE_RULE_SUFFIX: &str = "_range";
 /// Suffix of the per-point "value unchanged for `stuck_after`" sensor fault (`<point>_stuck`).
 pub const STUCK_RULE_SUFFIX: &str = "_stuck";
-/// Prefix of the device-level "a rule's write-back action failed" fault
+/// Prefix of the device-level "a rule's action failed" fault
 /// (`action_failed:<action>`, on `<school>/<device>/status`).
 pub const ACTION_FAILED_RULE_PREFIX: &str = "action_failed:";
 
@@ -160,9 +160,9 @@ pub struct RuleSpec {
     /// `false` switches the rule off (useful in a site profile file).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Write-back (linkage): when this rule's alarm is raised on a device, run the device's
-    /// `[[modbus.actions]]` entry of this name, e.g. `exhaust_fan_on`. A device without an
-    /// action of that name does nothing (off unless configured).
+    /// The action to run when this rule's alarm is raised on a device (`crate::actions`): the
+    /// device's `[[modbus.actions]]` entry of this name, e.g. `exhaust_fan_on`. A device
+    /// without an action of that name does nothing (off unless configured).
     #[serde(default)]
     pub action: Option<String>,
 }
@@ -266,7 +266,7 @@ impl ProfileSet {
         self.profiles.get(name)
     }
 
-    /// The write-back action a profile's rule names, if any.
+    /// The action a profile's rule names, if any.
     pub fn rule_action(&self, profile: &str, rule: &str) -> Option<&str> {
         self.profiles
             .get(profile)?

@@ -47,8 +47,8 @@ class = "fire"
 alarm = 57.0
 deadband = 2.0
 
-# The simulated Modbus cabinet (firmware-sim/src/modbus.rs) with a low gas level that names a
-# write-back action (tests/modbus_actions.rs).
+# The simulated Modbus cabinet (firmware-sim/src/modbus.rs) with a low gas level that names an
+# action (tests/modbus_actions.rs).
 [profiles.test_cabinet]
 label = "测试柜"
 label_en = "Test cabinet"

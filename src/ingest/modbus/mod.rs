@@ -1,16 +1,27 @@
 //! Modbus ingest: polls Modbus TCP, RTU and RTU-over-TCP devices and turns their registers into
-//! [`Reading`](crate::model::Reading)s with `source = modbus`.
+//! [`Reading`](crate::model::Reading)s with `source = modbus`; it is also the transport of the
+//! gateway's actions (`crate::actions`), writing a device's `[[modbus.actions]]` entry between
+//! two polls.
 //!
 //! ```text
 //! [modbus] config ──► config::validate ──► poller::run ──(one task per connection)──►
-//!     registers::plan_reads (coalesced reads) ──► tokio-modbus ──► registers::decode_point
+//!     connection: schedule (due times, health) ──► registers::plan_reads (coalesced reads)
+//!     ──► link (tokio-modbus, timeouts) ──► registers::decode_point
 //!     ──► IngestEvent::Readings / IngestEvent::Status ──► pipeline (bounded channel)
+//! actions ──WriteHandle::write──► write::dispatch ──► the device's connection task (between polls)
 //! ```
 //!
+//! The files, bottom up (each imports only the ones above it):
+//! - [`codec`]: tables, value types, word orders; numbers ⇄ registers.
 //! - [`config`]: the `[modbus]` section and its validation.
 //! - [`registers`]: coalescing points into reads, decoding bits and registers.
-//! - [`poller`]: connection tasks, timeouts, back-off, device health.
-//! - [`actions`]: write-back actions (a rule's linkage, e.g. switch a fan on).
+//! - [`stats`]: the counters rendered in `/metrics`.
+//! - `error`: why a request failed, and whether to retry it.
+//! - `link`: one connection and one request on it (connect, timeout, reconnect).
+//! - `write`: the write handle of actions, their dispatch and execution.
+//! - `schedule`: one device's due times, back-off and health.
+//! - `connection`: one task per connection: polls, retries, writes between polls.
+//! - `poller`: [`run`] groups devices by connection and starts the tasks.
 //!
 //! Wiring it into the gateway:
 //!
@@ -20,8 +31,8 @@
 //!     registry.register(device.device_key(), device.device_info()); // profile, building, room
 //! }
 //! let stats = Arc::new(ModbusStats::default()); // render stats.snapshot() in /metrics
-//! let (writer, writes) = modbus::write_channel(); // writer.execute("action") from alarms
-//! tokio::spawn(modbus::run_with_writes(config.modbus, ingest_tx, stats, writes, shutdown));
+//! let (handle, writes) = modbus::write_channel(); // handle.write(&device, "action") from actions
+//! tokio::spawn(modbus::run(config.modbus, ingest_tx, stats, Some(writes), shutdown));
 //! ```
 //!
 //! Health and faults: a poll fails on a timeout, a refused or failed connection, or an
@@ -30,139 +41,23 @@
 //! the device is reported offline (the gateway's `fault` alarm); its next good poll reports it
 //! online.
 
-pub mod actions;
+pub mod codec;
 pub mod config;
-pub mod poller;
+mod connection;
+mod error;
+mod link;
+mod poller;
 pub mod registers;
+mod schedule;
+pub mod stats;
+mod write;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-pub use actions::{write_channel, ModbusWriter, WriteCommands, WriteError, WriteReport};
+pub use codec::{DataType, Table, WordOrder};
 pub use config::{
-    ActionValue, ConnectionKey, DataType, ModbusActionConfig, ModbusConfig, ModbusDeviceConfig,
-    ModbusPointConfig, Parity, Table, Transport, WordOrder,
+    ActionValue, ConnectionKey, ModbusActionConfig, ModbusConfig, ModbusDeviceConfig,
+    ModbusPointConfig, Parity, Transport,
 };
-pub use poller::{run, run_with_writes, RequestError};
-
-/// Counters of the Modbus ingest, rendered in `/metrics`. Low cardinality: no per-device labels.
-#[derive(Debug, Default)]
-pub struct ModbusStats {
-    /// Read requests sent.
-    pub requests: AtomicU64,
-    /// Normal (non-exception) responses received.
-    pub responses: AtomicU64,
-    /// Requests or connects that ran out of their timeout.
-    pub timeouts: AtomicU64,
-    /// Modbus exception responses (illegal address, device busy, ...).
-    pub exceptions: AtomicU64,
-    /// Points whose registers could not be turned into a value (NaN, short response).
-    pub decode_errors: AtomicU64,
-    /// Connections (re)opened after the first one of a connection task.
-    pub reconnects: AtomicU64,
-    /// Failed connection attempts (refused, unreachable, serial port missing).
-    pub connect_errors: AtomicU64,
-    /// Transport and protocol errors other than timeouts (connection reset, mismatched reply).
-    pub transport_errors: AtomicU64,
-    /// Readings sent to the pipeline.
-    pub readings: AtomicU64,
-    /// Write-back actions done, and failed.
-    pub writes: AtomicU64,
-    pub failed_writes: AtomicU64,
-    /// Raised alarms whose rule names an action the device does not configure (nothing ran).
-    pub actions_unmatched: AtomicU64,
-    /// Action runs refused because too many were running (each also raises a `fault` alarm).
-    pub actions_rejected: AtomicU64,
-    /// Poll cycles of one device, and those of them that failed.
-    pub polls: AtomicU64,
-    pub failed_polls: AtomicU64,
-    /// Largest lateness of a poll cycle start behind its schedule, in milliseconds.
-    pub max_lateness_ms: AtomicU64,
-    /// Poll cycles by lateness: `lateness_buckets[i]` counts cycles that started at most
-    /// `LATENESS_BUCKETS_MS[i]` ms late (not cumulative); the last one counts the rest.
-    pub lateness_buckets: [AtomicU64; LATENESS_BUCKETS_MS.len() + 1],
-}
-
-/// Upper bounds (ms) of the poll-cycle lateness histogram.
-pub const LATENESS_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
-
-/// A plain copy of [`ModbusStats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ModbusStatsSnapshot {
-    pub requests: u64,
-    pub responses: u64,
-    pub timeouts: u64,
-    pub exceptions: u64,
-    pub decode_errors: u64,
-    pub reconnects: u64,
-    pub connect_errors: u64,
-    pub transport_errors: u64,
-    pub readings: u64,
-    pub writes: u64,
-    pub failed_writes: u64,
-    pub actions_unmatched: u64,
-    pub actions_rejected: u64,
-    pub polls: u64,
-    pub failed_polls: u64,
-    pub max_lateness_ms: u64,
-    pub lateness_buckets: [u64; LATENESS_BUCKETS_MS.len() + 1],
-}
-
-impl ModbusStatsSnapshot {
-    /// Upper bound (ms) of the bucket holding quantile `q` (0..=1) of poll-cycle lateness;
-    /// `None` without cycles, `u64::MAX` when it is beyond the last bucket.
-    pub fn lateness_quantile_ms(&self, q: f64) -> Option<u64> {
-        let total: u64 = self.lateness_buckets.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        // Rounded up so that q = 0.99 of 100 cycles is the 99th.
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, count) in self.lateness_buckets.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(LATENESS_BUCKETS_MS.get(i).copied().unwrap_or(u64::MAX));
-            }
-        }
-        Some(u64::MAX)
-    }
-}
-
-impl ModbusStats {
-    pub fn snapshot(&self) -> ModbusStatsSnapshot {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        ModbusStatsSnapshot {
-            requests: get(&self.requests),
-            responses: get(&self.responses),
-            timeouts: get(&self.timeouts),
-            exceptions: get(&self.exceptions),
-            decode_errors: get(&self.decode_errors),
-            reconnects: get(&self.reconnects),
-            connect_errors: get(&self.connect_errors),
-            transport_errors: get(&self.transport_errors),
-            readings: get(&self.readings),
-            writes: get(&self.writes),
-            failed_writes: get(&self.failed_writes),
-            actions_unmatched: get(&self.actions_unmatched),
-            actions_rejected: get(&self.actions_rejected),
-            polls: get(&self.polls),
-            failed_polls: get(&self.failed_polls),
-            max_lateness_ms: get(&self.max_lateness_ms),
-            lateness_buckets: std::array::from_fn(|i| get(&self.lateness_buckets[i])),
-        }
-    }
-
-    pub(crate) fn record_lateness(&self, lateness_ms: u64) {
-        self.max_lateness_ms
-            .fetch_max(lateness_ms, Ordering::Relaxed);
-        let bucket = LATENESS_BUCKETS_MS
-            .iter()
-            .position(|&bound| lateness_ms <= bound)
-            .unwrap_or(LATENESS_BUCKETS_MS.len());
-        Self::add(&self.lateness_buckets[bucket], 1);
-    }
-
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
+pub use error::{exception_name, RequestError};
+pub use poller::run;
+pub use stats::{ModbusStats, ModbusStatsSnapshot, LATENESS_BUCKETS_MS};
+pub use write::{write_channel, WriteCommands, WriteError, WriteHandle, WriteReport};

@@ -7,7 +7,8 @@
 
 use thiserror::Error;
 
-use super::config::{DataType, ModbusConfig, ModbusPointConfig, Table, WordOrder};
+use super::codec::{raw_number, DataType, Table};
+use super::config::{ModbusConfig, ModbusPointConfig};
 use crate::model::Value;
 
 /// How far reads may be merged.
@@ -196,111 +197,10 @@ fn decode_words(point: &ModbusPointConfig, words: &[u16]) -> Result<Value, Decod
     }
 }
 
-/// The raw number in `words` (as many as the type spans) read in `order`, before scale and
-/// offset. 64-bit integers beyond 2^53 lose precision in the f64.
-pub fn raw_number(data_type: DataType, order: WordOrder, words: &[u16]) -> f64 {
-    let mut bits: u64 = 0;
-    let mut put = |word: u16| {
-        let word = if order.bytes_swapped() {
-            word.swap_bytes()
-        } else {
-            word
-        };
-        bits = bits << 16 | u64::from(word);
-    };
-    if order.words_reversed() {
-        words.iter().rev().copied().for_each(&mut put);
-    } else {
-        words.iter().copied().for_each(&mut put);
-    }
-    // The `as` casts below reinterpret the assembled bits at the type's width on purpose.
-    match data_type {
-        DataType::Bool => f64::from(u8::from(bits & 1 == 1)),
-        DataType::U16 => f64::from(bits as u16),
-        DataType::I16 => f64::from(bits as u16 as i16),
-        DataType::U32 => f64::from(bits as u32),
-        DataType::I32 => f64::from(bits as u32 as i32),
-        DataType::F32 => f64::from(f32::from_bits(bits as u32)),
-        DataType::U64 => bits as f64,
-        DataType::I64 => bits as i64 as f64,
-        DataType::F64 => f64::from_bits(bits),
-    }
-}
-
-/// The registers that hold the big-endian bytes `be` (a value of 2, 4 or 8 bytes, most
-/// significant first) in `order`: the inverse of [`raw_number`]'s assembly, for writers,
-/// simulators and tests.
-pub fn encode_be_bytes(be: &[u8], order: WordOrder) -> Vec<u16> {
-    let mut words: Vec<u16> = be
-        .chunks(2)
-        .map(|pair| u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]))
-        .collect();
-    if order.words_reversed() {
-        words.reverse();
-    }
-    if order.bytes_swapped() {
-        words.iter_mut().for_each(|w| *w = w.swap_bytes());
-    }
-    words
-}
-
-/// The registers that hold `value` as `data_type` in `order`, for write-back. Integers must be
-/// whole and in the type's range; floats must be finite.
-pub fn encode_value(value: f64, data_type: DataType, order: WordOrder) -> Result<Vec<u16>, String> {
-    if !value.is_finite() {
-        return Err(format!("value {value} is not a finite number"));
-    }
-    let whole_in = |min: f64, max: f64| {
-        if value.fract() == 0.0 && (min..=max).contains(&value) {
-            Ok(())
-        } else {
-            Err(format!(
-                "value {value} is not a whole number in the range of {}",
-                data_type.as_str()
-            ))
-        }
-    };
-    // The casts below follow a range check, so they only convert, never truncate.
-    let be: Vec<u8> = match data_type {
-        DataType::Bool => return Err("bool is written to a coil, not a register".into()),
-        DataType::U16 => {
-            whole_in(0.0, f64::from(u16::MAX))?;
-            (value as u16).to_be_bytes().to_vec()
-        }
-        DataType::I16 => {
-            whole_in(f64::from(i16::MIN), f64::from(i16::MAX))?;
-            (value as i16).to_be_bytes().to_vec()
-        }
-        DataType::U32 => {
-            whole_in(0.0, f64::from(u32::MAX))?;
-            (value as u32).to_be_bytes().to_vec()
-        }
-        DataType::I32 => {
-            whole_in(f64::from(i32::MIN), f64::from(i32::MAX))?;
-            (value as i32).to_be_bytes().to_vec()
-        }
-        DataType::F32 => {
-            if value.abs() > f64::from(f32::MAX) {
-                return Err(format!("value {value} does not fit in f32"));
-            }
-            (value as f32).to_be_bytes().to_vec()
-        }
-        DataType::U64 => {
-            whole_in(0.0, u64::MAX as f64)?;
-            (value as u64).to_be_bytes().to_vec()
-        }
-        DataType::I64 => {
-            whole_in(i64::MIN as f64, i64::MAX as f64)?;
-            (value as i64).to_be_bytes().to_vec()
-        }
-        DataType::F64 => value.to_be_bytes().to_vec(),
-    };
-    Ok(encode_be_bytes(&be, order))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::modbus::codec::{encode_be_bytes, WordOrder};
 
     fn point(name: &str, table: Table, address: u16, data_type: DataType) -> ModbusPointConfig {
         ModbusPointConfig {
@@ -483,30 +383,6 @@ mod tests {
         };
         let data = BlockData::Bits(vec![false, false, false, true]);
         assert_eq!(decode_point(&p, &block, &data), Ok(Value::Bool(true)));
-    }
-
-    #[test]
-    fn values_to_write_encode_in_the_configured_order_and_are_range_checked() {
-        assert_eq!(
-            encode_value(1.0, DataType::U16, WordOrder::ABCD),
-            Ok(vec![1])
-        );
-        assert_eq!(
-            encode_value(-2.0, DataType::I16, WordOrder::ABCD),
-            Ok(vec![0xFFFE])
-        );
-        assert_eq!(
-            encode_value(123.456, DataType::F32, WordOrder::CDAB),
-            Ok(vec![0xE979, 0x42F6])
-        );
-        assert_eq!(
-            encode_value(70000.0, DataType::U32, WordOrder::ABCD),
-            Ok(vec![0x0001, 0x1170])
-        );
-        assert!(encode_value(70000.0, DataType::U16, WordOrder::ABCD).is_err());
-        assert!(encode_value(1.5, DataType::I32, WordOrder::ABCD).is_err());
-        assert!(encode_value(-1.0, DataType::U64, WordOrder::ABCD).is_err());
-        assert!(encode_value(f64::NAN, DataType::F64, WordOrder::ABCD).is_err());
     }
 
     fn spans(blocks: &[ReadBlock]) -> Vec<(Table, u16, u16)> {
