@@ -21,8 +21,6 @@ use campusguard::tickets::{
 use serde_json::json;
 use support::*;
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 /// A ticket database for one test; PostgreSQL schemas are dropped on `finish`.
 struct Db {
     config: TicketsConfig,
@@ -45,7 +43,7 @@ impl Db {
             unique("pg").replace(['-'], "_").to_ascii_lowercase()
         );
         let config = TicketsConfig {
-            database_url: Some(PG_URL.into()),
+            database_url: Some(support::pg_url()),
             schema: Some(schema.clone()),
             ..TicketsConfig::default()
         };
@@ -82,7 +80,7 @@ impl Drop for Db {
             rt.block_on(async {
                 use sqlx::Executor;
                 sqlx::any::install_default_drivers();
-                if let Ok(pool) = sqlx::AnyPool::connect(PG_URL).await {
+                if let Ok(pool) = sqlx::AnyPool::connect(&support::pg_url()).await {
                     let _ = pool
                         .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
                         .await;
@@ -391,7 +389,8 @@ async fn two_whole_gateways_on_one_postgres_raising_the_same_alarm_make_exactly_
     let mut b = Setup::mosquitto("tickets-2gw", dir_b.path());
     b.prefix = a.prefix.clone();
     let extra = format!(
-        "[tickets]\ndatabase_url = \"{PG_URL}\"\nschema = \"{schema}\"\n\n[tickets.policy.rule]\ntemp_high = \"on_raise\"\n"
+        "[tickets]\ndatabase_url = \"{}\"\nschema = \"{schema}\"\n\n[tickets.policy.rule]\ntemp_high = \"on_raise\"\n",
+        support::pg_url()
     );
     a.extra_toml = extra.clone();
     b.extra_toml = extra;
@@ -407,7 +406,7 @@ async fn two_whole_gateways_on_one_postgres_raising_the_same_alarm_make_exactly_
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let dev = Device::connect(1883, &unique("dev")).await;
+    let dev = Device::connect(support::mosquitto_port(), &unique("dev")).await;
     let topic = |rest: &str| format!("{}/xhsy/room-1/{rest}", a.prefix);
     dev.publish(
         &topic("meta"),

@@ -3,6 +3,8 @@
 //! Run: `cargo test --test tickets_bench -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use campusguard::tickets::export::Format;
@@ -10,7 +12,6 @@ use campusguard::tickets::model::Lang;
 use campusguard::tickets::{Category, ListFilter, State, Tickets, TicketsConfig};
 use sqlx::Executor;
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const TICKETS: i64 = 100_000;
 const SCHOOLS: i64 = 40;
 const DAY: i64 = 86_400_000;
@@ -36,7 +37,7 @@ fn report(name: &str, samples: &mut [Duration]) {
 async fn benchmark_filtered_list_and_monthly_export_with_100k_tickets_in_postgres() {
     let schema = format!("t_bench_{}", std::process::id());
     let config = TicketsConfig {
-        database_url: Some(PG_URL.into()),
+        database_url: Some(support::pg_url()),
         schema: Some(schema.clone()),
         ..TicketsConfig::default()
     };

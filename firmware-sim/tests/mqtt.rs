@@ -1,4 +1,4 @@
-//! Integration tests against the machine's Mosquitto at 127.0.0.1:1883: the simulator and the
+//! Integration tests against the machine's Mosquitto at 127.0.0.1:1883 (or `CAMPUSGUARD_TEST_MQTT_PORT`): the simulator and the
 //! load generator publish under a unique topic prefix, a rumqttc subscriber checks what
 //! arrived, and every retained message the tests created is cleared at the end. Every wait is
 //! bounded.
@@ -18,7 +18,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const HOST: &str = "127.0.0.1";
-const PORT: u16 = 1883;
+/// The shared Mosquitto: `CAMPUSGUARD_TEST_MQTT_PORT` (set by `scripts/test`), else 1883.
+static PORT: std::sync::LazyLock<u16> = std::sync::LazyLock::new(|| {
+    std::env::var("CAMPUSGUARD_TEST_MQTT_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1883)
+});
 
 fn unique_prefix(what: &str) -> String {
     let nanos = SystemTime::now()
@@ -47,7 +53,7 @@ struct Recorder {
 
 impl Recorder {
     async fn subscribe(filter: &str, id: &str) -> Self {
-        let mut options = MqttOptions::new(id, HOST, PORT);
+        let mut options = MqttOptions::new(id, HOST, *PORT);
         options.set_max_packet_size(4 << 20, 64 << 10);
         options.set_keep_alive(Duration::from_secs(10));
         let (client, mut eventloop) = AsyncClient::new(options, 256);
@@ -449,7 +455,7 @@ impl CuttingProxy {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let token = generation.lock().unwrap().clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect((HOST, PORT)).await
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect((HOST, *PORT)).await
                     else {
                         return;
                     };

@@ -147,7 +147,7 @@ impl Transition {
 }
 
 /// One transition with who did it, and the alarm as it is after it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlarmEvent {
     pub transition: Transition,
     /// Unix ms of the transition (gateway time).
@@ -156,7 +156,7 @@ pub struct AlarmEvent {
     pub user: String,
     pub comment: Option<String>,
     /// Operator said the (latched) alarm was false, e.g. a detector fault.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub false_alarm: bool,
     /// Flattened, so a stream event carries id, sensor, class, state, … at the top level.
     #[serde(flatten)]

@@ -48,6 +48,8 @@ pub struct LocalStore {
     history_writer: Arc<Mutex<HistoryWriter>>,
     history_reader: Arc<Mutex<HistoryReader>>,
     history_retention_ms: i64,
+    /// The highest journal seq committed, for outbox readers to wait on (see [`super::outbox`]).
+    pub(super) outbox_head: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 /// One point of a sensor's history.
@@ -98,7 +100,11 @@ impl LocalStore {
             Ok::<_, rusqlite::Error>((writer, HistoryReader::open(&path)?))
         })
         .await??;
+        let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM alarm_journal")
+            .fetch_one(&pool)
+            .await?;
         Ok(Self {
+            outbox_head: Arc::new(tokio::sync::watch::channel(head.unwrap_or(0)).0),
             pool,
             history_writer: Arc::new(Mutex::new(writer)),
             history_reader: Arc::new(Mutex::new(reader)),
@@ -156,20 +162,24 @@ impl LocalStore {
         Ok(pruned)
     }
 
-    /// Journals transitions and stores the alarms' new state, in one transaction.
+    /// Journals transitions and stores the alarms' new state, in one transaction. Each journal
+    /// row carries the whole event, so the journal is also the alarm outbox: once this returns,
+    /// outbox readers are woken.
     pub async fn record_events(&self, events: &[AlarmEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        let mut last_seq = 0;
         for event in events {
             let alarm = &event.alarm;
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+                id: alarm.id as i64,
+                reason: e.to_string(),
+            };
             // An `action` note does not change the alarm (and may come after it closed).
             if event.transition != Transition::Action {
-                let doc = serde_json::to_string(alarm).map_err(|e| StoreError::Corrupt {
-                    id: alarm.id as i64,
-                    reason: e.to_string(),
-                })?;
+                let doc = serde_json::to_string(alarm).map_err(corrupt)?;
                 sqlx::query(
                 "INSERT INTO alarms (id, sensor, rule, school, class, state, raised_at, updated_at, doc) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -188,9 +198,10 @@ impl LocalStore {
             .execute(&mut *tx)
             .await?;
             }
-            sqlx::query(
-                "INSERT INTO alarm_journal (alarm_id, at, transition, user, comment, state, severity, value, false_alarm) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            let doc = serde_json::to_string(event).map_err(corrupt)?;
+            last_seq = sqlx::query_scalar(
+                "INSERT INTO alarm_journal (alarm_id, at, transition, user, comment, state, severity, value, false_alarm, event) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             )
             .bind(alarm.id as i64)
             .bind(event.at)
@@ -201,10 +212,16 @@ impl LocalStore {
             .bind(alarm.severity.as_str())
             .bind(alarm.value.map(|v| v.to_string()))
             .bind(event.false_alarm)
-            .execute(&mut *tx)
+            .bind(doc)
+            .fetch_one(&mut *tx)
             .await?;
         }
         tx.commit().await?;
+        self.outbox_head.send_if_modified(|head| {
+            let newer = last_seq > *head;
+            *head = (*head).max(last_seq);
+            newer
+        });
         Ok(())
     }
 

@@ -7,7 +7,9 @@ mod devices;
 mod drills;
 pub mod history;
 pub mod local;
+pub mod outbox;
 pub mod timeseries;
 
 pub use config::StorageConfig;
 pub use local::{HistoryPoint, JournalEntry, LocalStore, StoreError};
+pub use outbox::{OutboxEntry, OutboxReader};

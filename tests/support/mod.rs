@@ -15,6 +15,22 @@ use tokio_util::sync::CancellationToken;
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
 pub const BUREAU_TOKEN: &str = "test-bureau-token-0123456789ab";
 
+/// The shared Mosquitto the tests publish to (each test under its own topic prefix):
+/// `CAMPUSGUARD_TEST_MQTT_PORT` (set by `scripts/test`), else the machine's 127.0.0.1:1883.
+pub fn mosquitto_port() -> u16 {
+    std::env::var("CAMPUSGUARD_TEST_MQTT_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1883)
+}
+
+/// The PostgreSQL database the ticket tests use (each test in its own schema):
+/// `CAMPUSGUARD_TEST_PG_URL` (set by `scripts/test`), else the machine's 127.0.0.1:5432/test.
+pub fn pg_url() -> String {
+    std::env::var("CAMPUSGUARD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
 /// Profiles the tests rely on, independent of the shipped thresholds.
 pub const TEST_PROFILES: &str = r#"
 [profiles.test_room]
@@ -120,10 +136,10 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Against the machine's Mosquitto on 127.0.0.1:1883.
+    /// Against the shared Mosquitto ([`mosquitto_port`]).
     pub fn mosquitto(tag: &str, data_dir: &Path) -> Self {
         Self {
-            mqtt_port: 1883,
+            mqtt_port: mosquitto_port(),
             embedded_broker: false,
             prefix: unique(tag),
             data_dir: data_dir.to_path_buf(),
