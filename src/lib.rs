@@ -15,11 +15,15 @@
 //! - [`tickets`]: hazard tickets — alarm → ticket policies, the rectification workflow,
 //!   the ledger export (SQLite or PostgreSQL).
 //! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors.
+//! - [`access`]: identity — roles, the caller ([`Principal`](access::Principal)) and its
+//!   school scope; below `api`, `users` and `tickets`, which all import it from here.
+//! - [`users`]: console users (argon2 hashes in the local store) and their sessions.
 //! - [`broker`]: the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //!   simulator in one process.
 //!
 //! [`run`] starts everything and stops it in order on one shutdown signal.
 
+pub mod access;
 pub mod alarms;
 pub mod api;
 pub mod broker;
@@ -218,7 +222,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         alarm_stream,
         drill_stream,
         metrics: metrics.clone(),
-        auth: Arc::new(api::auth::Authenticator::new(&config.http).with_sessions(
+        auth: Arc::new(api::auth::Authenticator::new(
+            &config.http,
             users::sessions::SessionTable::new(config.users.session_ttl, config.users.max_sessions),
         )),
         max_body_bytes: config.http.max_body_bytes,

@@ -16,10 +16,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Authenticator, Principal};
+use super::auth::{Authenticator, SESSION_COOKIE};
 use super::routes::Reader;
 use super::{ApiError, AppState};
-use crate::users::sessions::SESSION_COOKIE;
+use crate::access::Principal;
 use crate::users::{log_failed_login, LoginGate};
 
 /// Content security policy for the console: everything from the gateway itself, nothing else.

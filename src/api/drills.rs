@@ -19,9 +19,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::auth::{Principal, Role};
 use super::routes::{ask, Reader};
 use super::{ApiError, AppState};
+use crate::access::{Principal, Role};
 use crate::drills::{Drill, DrillError, NewDrill, MAX_DRILL_DURATION};
 use crate::model::now_ms;
 use crate::pipeline::Command;
@@ -133,7 +133,7 @@ async fn start(
     body: Result<Json<StartBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    if !crate::config::valid_name(&body.school) {
+    if !crate::model::valid_name(&body.school) {
         return Err(ApiError::bad_request("`school` must be a school id"));
     }
     if !who.may_see_school(&body.school) {

@@ -11,7 +11,6 @@ mod kpis;
 mod routes;
 mod tickets;
 
-pub use auth::{Principal, Role};
 pub use config::{HttpConfig, TokenConfig};
 pub use error::ApiError;
 pub use routes::router;

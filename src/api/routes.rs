@@ -19,8 +19,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::auth::Principal;
 use super::{ApiError, AppState};
+use crate::access::Principal;
 use crate::alarms::{Alarm, AlarmError, AlarmEvent};
 use crate::model::{now_ms, SensorId};
 use crate::pipeline::Command;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::api::HttpConfig;
 use crate::ingest::mqtt::MqttConfig;
+use crate::model::valid_name;
 use crate::rules::{ProfileSet, RuleOverride};
 use crate::store::StorageConfig;
 
@@ -412,14 +413,6 @@ impl Config {
         ));
         out
     }
-}
-
-/// MQTT topic levels and ids must not contain separators or wildcards.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
 }
 
 /// An error with an optional byte span into the text it came from.

@@ -28,7 +28,7 @@ pub use model::{Category, Grade, SourceKind, State, Ticket};
 pub use store::{Created, ListFilter, TicketStore};
 pub use workflow::{Action, ActionInput};
 
-use crate::api::{Principal, Role};
+use crate::access::{Principal, Role};
 use crate::model::now_ms;
 use model::{Attachment, Occurrence};
 
@@ -172,7 +172,7 @@ impl Tickets {
                 new.school
             )));
         }
-        if !crate::config::valid_name(&new.school) {
+        if !crate::model::valid_name(&new.school) {
             return Err(TicketError::Invalid("`school` must be a school id".into()));
         }
         for (name, value) in [
@@ -421,7 +421,7 @@ impl Tickets {
                 "listing tickets needs a token".into(),
             ));
         }
-        filter.scope = who.schools.as_ref().map(|s| s.to_vec());
+        filter.scope = who.scope().map(<[String]>::to_vec);
         self.store.list(&filter, now_ms()).await
     }
 

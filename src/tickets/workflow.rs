@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{State, Ticket};
 use super::TicketError;
-use crate::api::{Principal, Role};
+use crate::access::{Principal, Role};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::api::Role;
+use crate::access::Role;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

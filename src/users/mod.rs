@@ -22,7 +22,7 @@ use serde::Serialize;
 use sqlx::{Row, SqlitePool};
 use tracing::{info, warn};
 
-use crate::api::{Principal, Role};
+use crate::access::{Principal, Role};
 use crate::model::now_ms;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +58,7 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn principal(&self) -> Principal {
-        Principal {
-            name: self.name.clone(),
-            role: Some(self.role),
-            schools: self.schools.clone().map(Into::into),
-        }
+        Principal::new(&self.name, self.role, self.schools.clone())
     }
 }
 
