@@ -176,8 +176,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     } else {
         None
     };
+    let core_config = pipeline::CoreConfig {
+        profiles: Arc::new(config.profiles.clone()),
+        devices: config.devices.clone(),
+        max_unregistered_devices: config.pipeline.max_unregistered_devices,
+        tick: config.rules.tick,
+        modbus: config.modbus.clone(),
+    };
     let core = pipeline::Core::new(
-        &config,
+        &core_config,
         store.clone(),
         pipeline::CoreOutputs {
             history: history_tx,

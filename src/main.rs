@@ -180,7 +180,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(campusguard::users::cli::run(&cfg, command)) {
+            match runtime.block_on(campusguard::users::cli::run(&cfg.storage, command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("campusguard users: {e}");

@@ -14,10 +14,12 @@
 //!   is refused, counted and raised as a `fault` alarm; results come back on a bounded channel
 //!   that cannot fill (one slot per run).
 
+mod config;
 mod drills;
 pub mod linkage;
 mod registry;
 
+pub use config::{CoreConfig, DeviceConfig, PipelineConfig};
 pub use registry::{DeviceEntry, LiveValue, Registration};
 
 use std::collections::BTreeMap;
@@ -30,7 +32,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
-use crate::config::Config;
 use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
@@ -131,13 +132,13 @@ pub struct Core {
 impl Core {
     /// Builds the core: registers configured devices and restores open alarms from the store.
     pub async fn new(
-        config: &Config,
+        config: &CoreConfig,
         store: LocalStore,
         out: CoreOutputs,
         metrics: Arc<Metrics>,
     ) -> Result<Self, crate::store::StoreError> {
-        let mut engine = RuleEngine::new(Arc::new(config.profiles.clone()));
-        let mut registry = Registry::new(config.pipeline.max_unregistered_devices);
+        let mut engine = RuleEngine::new(config.profiles.clone());
+        let mut registry = Registry::new(config.max_unregistered_devices);
         let now = Instant::now();
         for device in &config.devices {
             let key = DeviceKey::new(&device.school, &device.id);
@@ -184,7 +185,7 @@ impl Core {
             store,
             out,
             metrics,
-            tick: config.rules.tick,
+            tick: config.tick,
             pending: Vec::new(),
             pending_restore,
             changes: Vec::new(),

@@ -2,11 +2,11 @@
 //! evaluates every reading against them, in order per sensor, and emits
 //! [`ConditionChange`](crate::model::ConditionChange)s for the alarm manager.
 //!
-//! `config` holds the serde types of `config/profiles.toml` and their validation; `engine` the
-//! state machine. The default thresholds and their sources are listed in `docs/thresholds.md`.
+//! `config` holds the serde types of `config/profiles.toml` and of `[rules]`, and their
+//! validation; `engine` the state machine. The default thresholds and their sources are listed in `docs/thresholds.md`.
 
 pub mod config;
 pub mod engine;
 
-pub use config::{PointKind, Profile, ProfileSet, RuleKind, RuleOverride, RuleSpec};
+pub use config::{PointKind, Profile, ProfileSet, RuleKind, RuleOverride, RuleSpec, RulesConfig};
 pub use engine::{EngineStats, PointCheck, RuleEngine, UnknownProfile};
