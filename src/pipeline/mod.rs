@@ -3,16 +3,9 @@
 //! of one sensor are evaluated in order), evaluates rules, journals alarm transitions before
 //! broadcasting them, and hands readings on to the local history writer.
 //!
-//! Edges and what happens when they are full:
-//! - ingest → core (bounded): ingest waits; MQTT then stops reading from the broker.
-//! - core → history writer (bounded): the core waits (no reading is dropped).
-//! - core → SSE (broadcast): a slow client lags and gets a `resync`; the core never waits.
-//! - core → MQTT alarm publisher (bounded): when full the MQTT copy is dropped and counted; the
-//!   alarm itself is journaled and on the SSE stream regardless.
-//! - API → core commands (bounded): served before readings, so the console stays responsive.
-//! - core → write-back action runs (`linkage`, at most `linkage::MAX_RUNS` at once): one more
-//!   is refused, counted and raised as a `fault` alarm; results come back on a bounded channel
-//!   that cannot fill (one slot per run).
+//! Its edges, with their capacities and what happens when each is full, are all named in
+//! [`crate::start`], and built by [`start`] here. Commands from the API are served before
+//! readings, so the console stays responsive under load.
 
 mod config;
 mod drills;
@@ -29,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
@@ -104,6 +98,29 @@ pub struct CoreOutputs {
     pub timeseries: Option<mpsc::Sender<TimeseriesBatch>>,
     /// Write-back: runs the Modbus actions rules name (`None`: no action configured).
     pub actions: Option<crate::ingest::modbus::ModbusWriter>,
+}
+
+/// What the core takes in: readings and device events from every source, and the API's
+/// requests.
+pub struct CoreInputs {
+    pub ingest: mpsc::Receiver<IngestEvent>,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+/// Builds the core (registers the configured devices, restores open alarms and announced
+/// devices from the store) and runs it on `tasks` until every ingest sender is gone.
+pub async fn start(
+    config: &CoreConfig,
+    store: &LocalStore,
+    inputs: CoreInputs,
+    outputs: CoreOutputs,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(), crate::store::StoreError> {
+    let core = Core::new(config, store.clone(), outputs, metrics.clone()).await?;
+    tasks.spawn(core.run(inputs.ingest, inputs.commands, shutdown.clone()));
+    Ok(())
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.

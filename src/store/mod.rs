@@ -10,4 +10,4 @@ pub mod local;
 pub mod timeseries;
 
 pub use config::StorageConfig;
-pub use local::{HistoryPoint, JournalEntry, LocalStore, StoreError};
+pub use local::{start_history, HistoryPoint, JournalEntry, LocalStore, StoreError};

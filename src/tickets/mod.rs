@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use config::{Policy, TicketsConfig};
@@ -547,6 +548,18 @@ pub fn may_attach(who: &Principal) -> bool {
         who.role,
         Some(Role::Operator | Role::LabManager | Role::SchoolSafety | Role::Admin)
     )
+}
+
+/// Starts the ticket stage on `tasks`: the alarm → ticket policy, reading `alarms` (a
+/// subscription to the alarm broadcast), and the supervision job. Both stop at `shutdown`.
+pub fn start(
+    tickets: &Tickets,
+    alarms: broadcast::Receiver<Arc<crate::alarms::AlarmEvent>>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(policy::run(tickets.clone(), alarms, shutdown.clone()));
+    tasks.spawn(run_supervision(tickets.clone(), shutdown.clone()));
 }
 
 /// Runs the supervision job every `supervision_interval` until shutdown.

@@ -125,6 +125,13 @@ impl UserStore {
         }
     }
 
+    /// The users table in `pool`, with the users `config` seeds created.
+    pub async fn open(pool: SqlitePool, config: &UsersConfig) -> Result<Self, UserError> {
+        let users = Self::new(pool);
+        users.seed(config).await?;
+        Ok(users)
+    }
+
     pub async fn add(
         &self,
         name: &str,
@@ -304,6 +311,11 @@ impl LoginLimiter {
             lockout,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The limiter `[users]` asks for.
+    pub fn from_config(config: &UsersConfig) -> Self {
+        Self::new(config.max_failed_logins, config.lockout)
     }
 
     pub fn max_failures(&self) -> u32 {

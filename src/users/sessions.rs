@@ -24,6 +24,11 @@ pub struct SessionTable {
 }
 
 impl SessionTable {
+    /// The table `[users]` asks for (session lifetime and bound).
+    pub fn from_config(config: &super::UsersConfig) -> Self {
+        Self::new(config.session_ttl, config.max_sessions)
+    }
+
     pub fn new(ttl: Duration, max: usize) -> Self {
         Self {
             ttl,
