@@ -217,9 +217,6 @@ impl Core {
         let (note, fault) = outcome(done, alarm, now);
         self.pending.push(note);
         if let Some(event) = self.book.apply(&fault, now, false) {
-            if event.transition == Transition::Raised {
-                self.metrics.alarm_raised(event.alarm.class);
-            }
             self.pending.push(event);
         }
     }

@@ -369,9 +369,6 @@ impl Core {
         for change in self.changes.drain(..) {
             let drill = drills::under_drill(&self.drills, &self.registry, &change.sensor);
             if let Some(event) = self.book.apply(&change, now, drill) {
-                if event.transition == crate::alarms::Transition::Raised {
-                    self.metrics.alarm_raised(event.alarm.class);
-                }
                 if matches!(
                     event.transition,
                     crate::alarms::Transition::Raised | crate::alarms::Transition::Reraised
@@ -396,9 +393,11 @@ impl Core {
         if !self.pending.is_empty() {
             let events = std::mem::take(&mut self.pending);
             self.journal(&events).await;
-            self.metrics.alarm_transitions.inc_by(events.len() as u64);
             self.metrics.active_alarms.set(self.book.len() as i64);
             for event in events {
+                // Every transition passes here once, whoever caused it (rules, operators,
+                // write-back): the one place alarms are counted.
+                self.metrics.alarm_journaled(&event);
                 let event = Arc::new(event);
                 // No receivers is fine (nobody watching).
                 let _ = self.out.alarm_stream.send(event.clone());
@@ -433,6 +432,7 @@ impl Core {
                 }
             }
         }
+        self.metrics.rules_stats(&self.engine.stats());
         if !self.history_batch.readings.is_empty() || !self.history_batch.acks.is_empty() {
             let batch = std::mem::take(&mut self.history_batch);
             self.metrics
