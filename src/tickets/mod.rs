@@ -18,7 +18,7 @@ pub mod workflow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,15 +54,6 @@ pub enum TicketError {
     Database(String),
     #[error("attachment storage: {0}")]
     Io(String),
-}
-
-/// A change to a ticket, broadcast for live views and logged.
-#[derive(Clone, Debug, Serialize)]
-pub struct TicketEvent {
-    /// `created`, `occurrence`, an action name, or `auto_supervised`.
-    pub kind: String,
-    pub actor: String,
-    pub ticket: Ticket,
 }
 
 /// A ticket filed by hand (from an inspection), the body of `POST /api/v1/tickets`.
@@ -105,18 +96,15 @@ pub struct FixNow {
 pub struct Tickets {
     pub store: TicketStore,
     pub config: Arc<TicketsConfig>,
-    pub events: broadcast::Sender<TicketEvent>,
     attachment_dir: PathBuf,
 }
 
 impl Tickets {
     pub async fn open(config: &TicketsConfig, data_dir: &Path) -> Result<Self, TicketError> {
         let store = TicketStore::connect(config, data_dir).await?;
-        let (events, _) = broadcast::channel(256);
         Ok(Self {
             store,
             config: Arc::new(config.clone()),
-            events,
             attachment_dir: TicketsConfig::attachment_dir(data_dir),
         })
     }
@@ -125,14 +113,10 @@ impl Tickets {
         &self.attachment_dir
     }
 
-    fn emit(&self, kind: &str, actor: &str, ticket: &Ticket) {
+    /// Logs a change to a ticket. `kind`: `created`, `occurrence`, an action name, or
+    /// `auto_supervised`. (The audit trail in the store is the record; this is the log line.)
+    fn log_change(&self, kind: &str, actor: &str, ticket: &Ticket) {
         info!(ticket = %ticket.id, kind, actor, state = ticket.state.as_str(), "ticket changed");
-        // No receivers is fine: nobody is watching.
-        let _ = self.events.send(TicketEvent {
-            kind: kind.to_string(),
-            actor: actor.to_string(),
-            ticket: ticket.clone(),
-        });
     }
 
     fn month_of(&self, at: i64) -> String {
@@ -150,7 +134,7 @@ impl Tickets {
         let month = self.month_of(ticket.created_at);
         let created = self.store.create(ticket, &code, &month, occurrence).await?;
         if let Created::New(t) = &created {
-            self.emit("created", &t.created_by, t);
+            self.log_change("created", &t.created_by, t);
         }
         Ok(created)
     }
@@ -344,7 +328,7 @@ impl Tickets {
             .append_occurrence(&sensor, rule_key, &occurrence)
             .await?;
         if let Some(t) = &before {
-            self.emit("occurrence", crate::alarms::SYSTEM_USER, t);
+            self.log_change("occurrence", crate::alarms::SYSTEM_USER, t);
         }
         Ok(before)
     }
@@ -407,7 +391,7 @@ impl Tickets {
             .store
             .update(&before, after, &who.name, action.as_str(), comment)
             .await?;
-        self.emit(action.as_str(), &who.name, &after);
+        self.log_change(action.as_str(), &who.name, &after);
         Ok(after)
     }
 
@@ -530,7 +514,7 @@ impl Tickets {
             {
                 Ok(t) => {
                     warn!(ticket = %t.id, school = %t.school, "overdue ticket put under supervision (督办)");
-                    self.emit("auto_supervised", crate::alarms::SYSTEM_USER, &t);
+                    self.log_change("auto_supervised", crate::alarms::SYSTEM_USER, &t);
                     marked.push(t);
                 }
                 // Someone acted on it meanwhile; the next pass looks again.
