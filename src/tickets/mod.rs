@@ -119,6 +119,17 @@ impl Tickets {
         info!(ticket = %ticket.id, kind, actor, state = ticket.state.as_str(), "ticket changed");
     }
 
+    /// Numbering `<SCHOOLCODE>-<YYYYMM>-<NNNN>`: the code of a school (configured, else the
+    /// upper-cased id).
+    fn school_code(&self, school: &str) -> String {
+        self.config
+            .school_codes
+            .get(school)
+            .cloned()
+            .unwrap_or_else(|| school.to_uppercase())
+    }
+
+    /// Numbering: the `YYYYMM` of a time, in local time.
     fn month_of(&self, at: i64) -> String {
         let (y, m, _) = time::local_date(at, self.config.offset_ms());
         format!("{y:04}{m:02}")
@@ -130,7 +141,7 @@ impl Tickets {
         ticket: Ticket,
         occurrence: Option<&Occurrence>,
     ) -> Result<Created, TicketError> {
-        let code = self.config.school_code(&ticket.school);
+        let code = self.school_code(&ticket.school);
         let month = self.month_of(ticket.created_at);
         let created = self.store.create(ticket, &code, &month, occurrence).await?;
         if let Created::New(t) = &created {
@@ -331,6 +342,19 @@ impl Tickets {
             self.log_change("occurrence", crate::alarms::SYSTEM_USER, t);
         }
         Ok(before)
+    }
+
+    /// The number of the latest ticket of the alarm's (sensor, rule) closed at or after
+    /// `since_ms`: a recurrence within the window opens a new ticket linking it.
+    pub async fn recently_closed(
+        &self,
+        alarm: &crate::alarms::Alarm,
+        since_ms: i64,
+    ) -> Result<Option<String>, TicketError> {
+        let sensor = alarm.sensor.to_string();
+        self.store
+            .recently_closed(&sensor, &alarm.rule, since_ms)
+            .await
     }
 
     fn default_deadline_ms(&self, t: &Ticket) -> i64 {
