@@ -110,9 +110,6 @@ const DRILL_STREAM_CAPACITY: usize = 64;
 /// The whole topology is here: the shared state, every edge between stages with its capacity
 /// and what happens when it is full, then the stages in the order a reading flows.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gateway, StartError> {
-    // Both ring and aws-lc-rs are in the tree, so rustls needs to be told which one to use
-    // before the first TLS connection (`mqtts://`); an error means one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskTracker::new();
     // Sources stop on their own token, first, so the core can drain what they queued.
