@@ -1,6 +1,9 @@
 //! HTTP API (axum): health, metrics, alarms (list, get, acknowledge, shelve, reset, SSE
 //! stream), devices and sensors. Handlers ask the pipeline core through its command channel,
 //! so the core stays the only owner of live state.
+//!
+//! Import loop inside this folder, on purpose: the handler files share [`AppState`] and
+//! [`ApiError`] from here and the extractors of `routes.rs`, which assembles their routes.
 
 pub mod auth;
 mod config;

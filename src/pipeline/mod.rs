@@ -6,6 +6,9 @@
 //! Its edges, with their capacities and what happens when each is full, are all named in
 //! [`crate::start`], and built by [`start`] here. Commands from the API are served before
 //! readings, so the console stays responsive under load.
+//!
+//! Import loop inside this folder, on purpose: `drills.rs` and `linkage.rs` are more
+//! `impl Core` blocks (split by topic), so they and this file use each other.
 
 mod config;
 mod drills;

@@ -6,6 +6,9 @@
 //!
 //! [`Tickets`] is the service the API, the policy task, the supervision job and the CLI share:
 //! it checks roles, applies the workflow and writes through the store.
+//!
+//! Import loop inside this folder, on purpose: `store`, `workflow` and `policy` use the
+//! service's [`TicketError`] and [`Tickets`] defined here, and the service uses them.
 
 pub mod config;
 pub mod export;

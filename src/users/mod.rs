@@ -9,7 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod sessions;
 
-pub use config::{SeedUser, UsersConfig, MIN_PASSWORD_CHARS};
+pub use config::{valid_user_name, SeedUser, UsersConfig, MIN_PASSWORD_CHARS};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -60,13 +60,6 @@ impl UserInfo {
     pub fn principal(&self) -> Principal {
         Principal::new(&self.name, self.role, self.schools.clone())
     }
-}
-
-pub fn valid_user_name(name: &str) -> bool {
-    (1..=64).contains(&name.chars().count())
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
 }
 
 pub fn parse_role(raw: &str) -> Result<Role, UserError> {

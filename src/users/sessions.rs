@@ -25,7 +25,7 @@ pub struct SessionTable {
 
 impl SessionTable {
     /// The table `[users]` asks for (session lifetime and bound).
-    pub fn from_config(config: &super::UsersConfig) -> Self {
+    pub fn from_config(config: &super::config::UsersConfig) -> Self {
         Self::new(config.session_ttl, config.max_sessions)
     }
 
