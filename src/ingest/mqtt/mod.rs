@@ -1,7 +1,6 @@
 //! MQTT, the gateway's one connection to the broker: ingest of device protocol v1 (subscribe to
-//! telemetry, meta and status topics, decode and validate payloads, send
-//! [`IngestEvent`](crate::model::IngestEvent)s to the pipeline), and the alarm copy the gateway
-//! publishes back ([`publish`]).
+//! telemetry, meta and status topics, decode and validate payloads, send [`IngestEvent`]s to
+//! the pipeline), and the alarm copy the gateway publishes back (`publish.rs`).
 
 mod config;
 pub mod decode;
