@@ -7,9 +7,40 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use serde::Deserialize;
 use tracing::{error, info};
 
-use crate::config::BrokerConfig;
+/// `[broker]`: the embedded MQTT broker (rumqttd), for a school without its own broker and for
+/// the demo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Start an in-process broker. The gateway still connects to `mqtt.url` like any client.
+    #[serde(default)]
+    pub embedded: bool,
+    #[serde(default = "default_broker_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Largest MQTT payload the embedded broker accepts, in bytes.
+    #[serde(default = "default_broker_max_payload")]
+    pub max_payload_bytes: usize,
+}
+
+fn default_broker_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 18830))
+}
+fn default_broker_max_payload() -> usize {
+    2 * 1024 * 1024
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            embedded: false,
+            listen: default_broker_listen(),
+            max_payload_bytes: default_broker_max_payload(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

@@ -1,12 +1,12 @@
 //! `campusguard demo`: embedded broker + gateway + simulator in one process, on the embedded
 //! defaults of `config/demo.toml`. The simulated campus announces its devices over retained
-//! `meta`, so the gateway learns them like real ones; a schedule of scenarios makes alarms
-//! appear within the first minute.
+//! `meta`, so the gateway learns them like real ones; the simulator's demo schedule
+//! ([`ScheduledScenario::demo_schedule`]) makes alarms appear within the first minute.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use campusguard_sim::{Scenario, ScheduledScenario, SimConfig};
+use campusguard_sim::{ScheduledScenario, SimConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -23,33 +23,15 @@ pub fn demo_config() -> Result<Config, crate::config::ConfigError> {
     )
 }
 
-/// What the demo campus goes through, and when: something to see within a minute, and again
-/// every few minutes after.
-pub fn demo_schedule() -> Vec<ScheduledScenario> {
-    let at = |secs, scenario, target: &str| ScheduledScenario {
-        after: Duration::from_secs(secs),
-        scenario,
-        target: Some(target.to_owned()),
-    };
-    vec![
-        at(5, Scenario::Garbage, "syxx/temp-lib"),
-        // Heat rising 20 °C/min: the rate-of-rise rule fires about 30 s later, the fixed
-        // 57 °C level and smoke follow.
-        at(10, Scenario::Fire, "xhsy/heat-a201"),
-        at(15, Scenario::DeviceOffline, "syxx/smoke-a102"),
-        at(20, Scenario::VentilationFailure, "xhsy/cab-2"),
-        at(30, Scenario::CabinetOverheat, "dfzx/cab-1"),
-    ]
-}
-
 /// Runs the demo until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let schedule = ScheduledScenario::demo_schedule();
     let sim = SimConfig {
         host: config.broker.listen.ip().to_string(),
         port: config.broker.listen.port(),
         topic_prefix: config.mqtt.topic_prefix.clone(),
         client_id: "campusguard-demo-sim".into(),
-        scenarios: demo_schedule(),
+        scenarios: schedule.clone(),
         ..SimConfig::default()
     };
     let token = config
@@ -110,7 +92,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "  ack:      curl -X POST -H 'Authorization: Bearer {token}' http://{http}/api/v1/alarms/<id>/ack"
         );
     }
-    println!("  scenarios: garbage at 5 s, fire at 10 s, device offline at 15 s, ventilation failure at 20 s, cabinet overheat at 30 s");
+    let scenarios: Vec<String> = schedule
+        .iter()
+        .map(|s| format!("{} at {} s", s.scenario, s.after.as_secs()))
+        .collect();
+    println!("  scenarios: {}", scenarios.join(", "));
     shutdown.cancelled().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), sim_task).await;
     let _ = tokio::time::timeout(crate::SHUTDOWN_DEADLINE, gateway.wait()).await;

@@ -1,27 +1,41 @@
 //! campusguard: a safety-monitoring gateway for school campuses.
 //!
-//! A reading flows through these modules, in this order:
+//! A reading flows through these modules, in this order ([`start`] wires them together and
+//! names every edge between them):
 //!
 //! - [`ingest`]: MQTT (device protocol v1) and Modbus pollers turn device traffic into
-//!   [`IngestEvent`](model::IngestEvent)s on a bounded channel.
+//!   [`IngestEvent`](model::IngestEvent)s on a bounded channel; the MQTT connection also
+//!   publishes the alarm copy.
 //! - [`pipeline`]: the core task. Owns the device registry, the live cache, the
-//!   [`rules`] engine and the [`alarms`] book; evaluates every reading in order per sensor.
+//!   [`rules`] engine, the [`alarms`] book and the [`drills`] book; evaluates every reading in
+//!   order per sensor; starts the actions rules name.
 //! - [`rules`]: device profiles and the rule engine (thresholds, delays, rate of rise,
 //!   staleness, sensor faults) → condition changes.
 //! - [`alarms`]: the ISA-18.2 lifecycle; transitions are journaled in the [`store`] before
 //!   they are broadcast.
 //! - [`actions`]: a raised alarm's rule may name an action (e.g. switch a cabinet's fan on):
 //!   run without blocking the core, written through Modbus, journaled on the alarm.
+//! - [`drills`]: drill and maintenance mode per school or building (alarms marked as drill,
+//!   no tickets).
 //! - [`store`]: the local SQLite store (history of readings, alarms, journal) and the
 //!   time-series sink (InfluxDB v2/v1 with a disk spool).
 //! - [`tickets`]: hazard tickets — alarm → ticket policies, the rectification workflow,
 //!   the ledger export (SQLite or PostgreSQL).
-//! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors.
-//! - [`broker`]: the optional embedded MQTT broker; [`demo`] runs broker, gateway and
-//!   simulator in one process.
+//! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors,
+//!   drills, tickets, and the web console.
+//! - [`access`]: identity — roles, the caller ([`Principal`](access::Principal)) and its
+//!   school scope; below `api`, `users` and `tickets`, which all import it from here.
+//! - [`users`]: console users (argon2 hashes in the local store) and their sessions.
+//!
+//! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
+//! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
+//! [`config`] is the top floor, composing every component's config section and cross-checking
+//! them; [`broker`] is the optional embedded MQTT broker; [`demo`] runs broker, gateway and
+//! simulator in one process.
 //!
 //! [`run`] starts everything and stops it in order on one shutdown signal.
 
+pub mod access;
 pub mod actions;
 pub mod alarms;
 pub mod api;
@@ -42,13 +56,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::QoS;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::alarms::AlarmEvent;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -65,188 +77,190 @@ pub enum StartError {
     Users(#[from] users::UserError),
     #[error("mqtt: {0}")]
     Mqtt(String),
-    #[error("http: cannot listen on {addr}: {source}")]
-    Http {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Http(#[from] api::ListenError),
 }
 
 /// A started gateway: where it listens, its metrics, and the handle to wait for it.
 pub struct Gateway {
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
-    tracker: TaskTracker,
+    tasks: TaskTracker,
 }
 
 impl Gateway {
     /// Waits until every task has stopped (after `shutdown` was cancelled).
     pub async fn wait(self) {
-        self.tracker.wait().await;
+        self.tasks.wait().await;
     }
 }
 
 /// How long the stages get to drain and flush after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// API → core commands (acknowledge, shelve, lists). Served before readings: a few are plenty.
+const COMMAND_CAPACITY: usize = 64;
+/// Core → time-series sink, in batches (one per core round).
+const TIMESERIES_CAPACITY: usize = 64;
+/// Core → MQTT alarm publisher, in events.
+const ALARM_MQTT_CAPACITY: usize = 1024;
+/// Core → drill stream, in events. Drills start and end by hand: a small buffer is plenty.
+const DRILL_STREAM_CAPACITY: usize = 64;
+
 /// Starts the gateway. It runs until `shutdown` is cancelled; then ingest stops first, the
 /// core drains, the history writer flushes, and the HTTP server closes.
+///
+/// The whole topology is here: the shared state, every edge between stages with its capacity
+/// and what happens when it is full, then the stages in the order a reading flows.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gateway, StartError> {
-    // Both ring and aws-lc-rs are in the tree, so rustls needs to be told which one to use
-    // before the first TLS connection (`mqtts://`); an error means one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new());
-    let tracker = TaskTracker::new();
+    let tasks = TaskTracker::new();
+    // Sources stop on their own token, first, so the core can drain what they queued.
+    let ingest_stop = CancellationToken::new();
+
+    // Shared state: the embedded broker, the local store, console users, the ticket store.
     if config.broker.embedded {
         broker::start(&config.broker)?;
     }
     let store = store::LocalStore::open(&config.storage).await?;
-    let user_store = users::UserStore::new(store.pool().clone());
-    user_store.seed(&config.users).await?;
+    let users = users::UserStore::open(store.pool().clone(), &config.users).await?;
     let tickets = tickets::Tickets::open(&config.tickets, &config.storage.data_dir).await?;
 
+    // The edges, all bounded; each comment says what happens when the edge is full.
+    // ingest → core: sources wait (MQTT stops reading; the broker keeps the messages).
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
+    // API → core: the handler waits (the core serves commands before readings).
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    // core → local history: the core waits; no reading is dropped.
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
-    let (command_tx, command_rx) = mpsc::channel(64);
-    let (alarm_stream, _) = broadcast::channel::<Arc<AlarmEvent>>(config.alarms.stream_buffer);
-    // Drill changes are rare (people start them); a small buffer is plenty.
-    let (drill_stream, _) = broadcast::channel::<Arc<drills::DrillEvent>>(64);
+    // core → time series: the core waits (the sink spools to disk while its store is down).
+    let ts_on = config.timeseries.kind != store::timeseries::TimeseriesKind::None;
+    let (ts_tx, ts_rx) = bounded_if(ts_on, TIMESERIES_CAPACITY);
+    // core → alarm stream (broadcast): the core never waits; a lagging SSE client gets `resync`.
+    let (alarm_stream, _) = broadcast::channel(config.alarms.stream_buffer);
+    // alarm stream → ticket policy (same broadcast): events it lagged behind on are logged with
+    // their count and make no ticket. Issue 13 replaces this edge with a durable outbox.
+    let alarms_to_tickets = alarm_stream.subscribe();
+    // core → MQTT alarm copy: the newest is dropped and counted (`alarm_publish_dropped`).
+    let (alarm_mqtt_tx, alarm_mqtt_rx) =
+        bounded_if(config.alarms.publish_mqtt, ALARM_MQTT_CAPACITY);
+    // core → drill stream (broadcast): like the alarm stream.
+    let (drill_stream, _) = broadcast::channel(DRILL_STREAM_CAPACITY);
 
-    // Ingest stops on its own token, before the rest (so the core can drain what is queued).
-    let ingest_stop = CancellationToken::new();
-    let mqtt_link = ingest::mqtt::MqttLink::new(&config.mqtt).map_err(StartError::Mqtt)?;
-    let alarm_mqtt = if config.alarms.publish_mqtt {
-        let (tx, rx) = mpsc::channel::<Arc<AlarmEvent>>(1024);
-        tracker.spawn(publish_alarms(
-            mqtt_link.client.clone(),
-            config.mqtt.topic_prefix.clone(),
-            rx,
-        ));
-        Some(tx)
-    } else {
-        None
-    };
-    // Actions rules name: the core starts them, the Modbus poller writes them between polls.
-    let (actions, modbus_writes) = actions::start(&config.modbus, metrics.actions.clone());
-    if !config.modbus.devices.is_empty() {
-        tracker.spawn(ingest::modbus::run(
-            config.modbus.clone(),
-            ingest_tx.clone(),
-            metrics.modbus.clone(),
-            modbus_writes,
-            ingest_stop.clone(),
-        ));
-    }
-    tracker.spawn(ingest::mqtt::run(
-        config.mqtt.clone(),
-        mqtt_link,
+    // The stages, in the order a reading flows. MQTT takes the last ingest sender: the core
+    // ends once every source has stopped and it has drained the channel.
+    let actions = start_modbus(&config, &ingest_tx, &metrics, &ingest_stop, &tasks);
+    let mqtt = &config.mqtt;
+    ingest::mqtt::start(
+        mqtt,
         ingest_tx,
-        metrics.clone(),
-        ingest_stop.clone(),
-    ));
-
-    let timeseries = if config.timeseries.kind != store::timeseries::TimeseriesKind::None {
-        let (tx, rx) = mpsc::channel(64);
-        let ts_config = config.timeseries.clone();
-        let data_dir = config.storage.data_dir.clone();
-        let stats = metrics.timeseries.clone();
-        // The sink stops when the core drops its sender (after the core has drained), not on
-        // the shutdown signal, so nothing the core forwards is left behind.
-        tracker.spawn(async move {
-            let result =
-                store::timeseries::run(ts_config, data_dir, rx, stats, CancellationToken::new())
-                    .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "time-series sink stopped");
-            }
-        });
-        Some(tx)
-    } else {
-        None
-    };
-    let core = pipeline::Core::new(
-        &config,
-        store.clone(),
-        pipeline::CoreOutputs {
-            history: history_tx,
-            alarm_stream: alarm_stream.clone(),
-            alarm_mqtt,
-            drill_stream: drill_stream.clone(),
-            timeseries,
-            actions,
-        },
-        metrics.clone(),
+        alarm_mqtt_rx,
+        &metrics,
+        &ingest_stop,
+        &tasks,
     )
-    .await?;
-    // Subscribed before the core starts, so no alarm event is missed.
-    tracker.spawn(tickets::policy::run(
-        tickets.clone(),
-        alarm_stream.subscribe(),
-        shutdown.clone(),
-    ));
-    tracker.spawn(tickets::run_supervision(tickets.clone(), shutdown.clone()));
-    tracker.spawn(core.run(ingest_rx, command_rx, shutdown.clone()));
-    tracker.spawn(store::local::run_history_writer(
-        store.clone(),
-        config.storage.clone(),
-        history_rx,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Http {
-            addr: config.http.listen,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Http {
-        addr: config.http.listen,
-        source,
-    })?;
-    let app = api::router(api::AppState {
+    .map_err(StartError::Mqtt)?;
+    let inputs = pipeline::CoreInputs {
+        ingest: ingest_rx,
+        commands: command_rx,
+    };
+    let outputs = pipeline::CoreOutputs {
+        history: history_tx,
+        timeseries: ts_tx,
+        alarm_stream: alarm_stream.clone(),
+        alarm_mqtt: alarm_mqtt_tx,
+        drill_stream: drill_stream.clone(),
+        actions,
+    };
+    let core = core_config(&config);
+    pipeline::start(&core, &store, inputs, outputs, &metrics, &shutdown, &tasks).await?;
+    let storage = &config.storage;
+    store::start_history(&store, storage, history_rx, &metrics, &shutdown, &tasks);
+    if let Some(rx) = ts_rx {
+        let dir = &storage.data_dir;
+        store::timeseries::start(&config.timeseries, dir, rx, &metrics.timeseries, &tasks);
+    }
+    tickets::start(&tickets, alarms_to_tickets, &shutdown, &tasks);
+    let sessions = users::sessions::SessionTable::from_config(&config.users);
+    let state = api::AppState {
         commands: command_tx,
-        store: store.clone(),
+        store,
         alarm_stream,
         drill_stream,
         metrics: metrics.clone(),
-        auth: Arc::new(api::auth::Authenticator::new(&config.http).with_sessions(
-            users::sessions::SessionTable::new(config.users.session_ttl, config.users.max_sessions),
-        )),
+        auth: Arc::new(api::auth::Authenticator::new(&config.http, sessions)),
         max_body_bytes: config.http.max_body_bytes,
         mqtt_required: true,
         shutdown: shutdown.clone(),
-        users: user_store,
-        login_limiter: Arc::new(users::LoginLimiter::new(
-            config.users.max_failed_logins,
-            config.users.lockout,
-        )),
+        users,
+        login_limiter: Arc::new(users::LoginLimiter::from_config(&config.users)),
         secure_cookie: config.users.secure_cookie,
         tickets,
-    });
-    let http_stop = shutdown.clone();
-    tracker.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "HTTP server stopped with an error");
-        }
-    });
+    };
+    let http_addr = api::serve(config.http.listen, state, &tasks).await?;
     info!(http = %http_addr, "campusguard started");
 
     // Shutdown order: ingest first; the core ends when ingest's senders are gone.
     let stop = shutdown.clone();
-    tracker.spawn(async move {
+    tasks.spawn(async move {
         stop.cancelled().await;
         ingest_stop.cancel();
     });
-    tracker.close();
+    tasks.close();
     Ok(Gateway {
         http_addr,
         metrics,
-        tracker,
+        tasks,
     })
+}
+
+/// Modbus ingest and the actions rules name, as one block. The pollers send on the ingest →
+/// core edge. core → actions: runs go through the pollers, between polls, at most
+/// `actions::MAX_RUNS` at once; one more is refused, counted and raised as a `fault` alarm;
+/// their results come back on a channel that cannot fill (one slot per run). Off unless
+/// `[[modbus.actions]]` are configured.
+fn start_modbus(
+    config: &Config,
+    ingest: &mpsc::Sender<model::IngestEvent>,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> actions::Actions {
+    let (actions, writes) = actions::start(&config.modbus, metrics.actions.clone());
+    if !config.modbus.devices.is_empty() {
+        tasks.spawn(ingest::modbus::run(
+            config.modbus.clone(),
+            ingest.clone(),
+            metrics.modbus.clone(),
+            writes,
+            stop.clone(),
+        ));
+    }
+    actions
+}
+
+/// The core's slice of the configuration.
+fn core_config(config: &Config) -> pipeline::CoreConfig {
+    pipeline::CoreConfig {
+        profiles: Arc::new(config.profiles.clone()),
+        devices: config.devices.clone(),
+        max_unregistered_devices: config.pipeline.max_unregistered_devices,
+        tick: config.rules.tick,
+        modbus: config.modbus.clone(),
+    }
+}
+
+/// A bounded channel when `on`, else neither end (an edge that is not configured).
+fn bounded_if<T>(
+    on: bool,
+    capacity: usize,
+) -> (Option<mpsc::Sender<T>>, Option<mpsc::Receiver<T>>) {
+    if on {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    }
 }
 
 /// Runs the gateway until `shutdown`, then waits for it to stop within [`SHUTDOWN_DEADLINE`].
@@ -260,53 +274,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         warn!("stages did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway");
     }
     Ok(())
-}
-
-/// Publishes alarm events to `<prefix>/<school>/alarms` (QoS 1, not retained).
-async fn publish_alarms(
-    client: rumqttc::AsyncClient,
-    prefix: String,
-    mut rx: mpsc::Receiver<Arc<AlarmEvent>>,
-) {
-    while let Some(event) = rx.recv().await {
-        let topic = format!("{prefix}/{}/alarms", event.alarm.school);
-        let payload = match serde_json::to_vec(&*event) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "alarm event not encodable");
-                continue;
-            }
-        };
-        if let Err(e) = client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-        {
-            warn!(error = %e, "alarm publish failed; MQTT connection closed");
-            break;
-        }
-    }
-}
-
-/// SIGINT or SIGTERM, as one future.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

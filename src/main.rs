@@ -170,17 +170,10 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(e) => return config_failed(&e),
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime(Threads::One) else {
+                return ExitCode::FAILURE;
             };
-            match runtime.block_on(campusguard::users::cli::run(&cfg, command)) {
+            match runtime.block_on(campusguard::users::cli::run(&cfg.storage, command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("campusguard users: {e}");
@@ -215,15 +208,8 @@ fn export_ledger(
         eprintln!("--format must be csv, xlsx or json; --lang zh or en");
         return ExitCode::from(2);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(Threads::One) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         let tickets = Tickets::open(&cfg.tickets, &cfg.storage.data_dir).await?;
@@ -266,21 +252,14 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(Threads::Many) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            campusguard::shutdown_signal().await;
+            campusguard_sim::shutdown_signal().await;
             tracing::info!("shutdown signal received");
             signal.cancel();
         });
@@ -293,6 +272,29 @@ where
             }
         }
     })
+}
+
+/// How many worker threads a command's runtime gets.
+enum Threads {
+    /// The one-shot commands (`users`, `tickets export`).
+    One,
+    /// The daemon and the demo.
+    Many,
+}
+
+/// The async runtime of a command; `None` (after saying why) when it cannot start.
+fn runtime(threads: Threads) -> Option<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Many => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            None
+        }
+    }
 }
 
 fn init_logging() {

@@ -15,9 +15,11 @@ use prometheus_client::registry::Registry;
 use tracing::warn;
 
 use crate::actions::ActionStats;
+use crate::alarms::{AlarmEvent, Transition};
 use crate::ingest::modbus::ModbusStats;
 use crate::ingest::mqtt::decode::Reject;
 use crate::model::{AlarmClass, Source};
+use crate::rules::EngineStats;
 use crate::store::timeseries::TimeseriesStats;
 
 type Labels = Vec<(String, String)>;
@@ -30,8 +32,10 @@ pub struct Metrics {
     readings_modbus: Counter,
     rejected: HashMap<Reject, Counter>,
     alarms_raised: HashMap<AlarmClass, Counter>,
+    alarm_transitions: Counter,
+    /// What the rules engine did with the readings it was given (its [`EngineStats`]).
+    rules_readings: RulesReadings,
     pub unregistered_readings: Counter,
-    pub alarm_transitions: Counter,
     pub alarm_publish_dropped: Counter,
     pub mqtt_connected: Gauge,
     pub mqtt_connection_errors: Counter,
@@ -99,6 +103,25 @@ impl Metrics {
             })
             .collect();
 
+        let rules_family = Family::<Labels, Gauge>::default();
+        registry.register(
+            "rules_readings",
+            "Readings the rules engine was given since start, by outcome",
+            rules_family.clone(),
+        );
+        let outcome = |o: &str| {
+            rules_family
+                .get_or_create(&vec![("outcome".into(), o.into())])
+                .clone()
+        };
+        let rules_readings = RulesReadings {
+            evaluated: outcome("evaluated"),
+            unregistered: outcome("unregistered"),
+            unknown_point: outcome("unknown_point"),
+            wrong_type: outcome("wrong_type"),
+            out_of_range: outcome("out_of_range"),
+        };
+
         let mut counter = |name: &str, help: &str| {
             let c = Counter::default();
             registry.register(name, help, c.clone());
@@ -142,8 +165,9 @@ impl Metrics {
             readings_modbus,
             rejected,
             alarms_raised,
-            unregistered_readings,
             alarm_transitions,
+            rules_readings,
+            unregistered_readings,
             alarm_publish_dropped,
             mqtt_connection_errors,
             mqtt_acks_failed,
@@ -266,9 +290,28 @@ impl Metrics {
         self.rejected.get(&reason).map_or(0, |c| c.get())
     }
 
-    pub fn alarm_raised(&self, class: AlarmClass) {
-        if let Some(c) = self.alarms_raised.get(&class) {
-            c.inc();
+    /// Counts an alarm transition once it is journaled (and, when it raised an alarm, the
+    /// alarm by class). The core calls it for every transition, whatever caused it.
+    pub fn alarm_journaled(&self, event: &AlarmEvent) {
+        self.alarm_transitions.inc();
+        if event.transition == Transition::Raised {
+            if let Some(c) = self.alarms_raised.get(&event.alarm.class) {
+                c.inc();
+            }
+        }
+    }
+
+    /// Publishes the rules engine's counts (the core samples them after every round).
+    pub fn rules_stats(&self, stats: &EngineStats) {
+        let r = &self.rules_readings;
+        for (gauge, value) in [
+            (&r.evaluated, stats.readings_evaluated),
+            (&r.unregistered, stats.readings_unregistered),
+            (&r.unknown_point, stats.readings_unknown_point),
+            (&r.wrong_type, stats.readings_wrong_type),
+            (&r.out_of_range, stats.readings_out_of_range),
+        ] {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
         }
     }
 
@@ -346,6 +389,15 @@ impl Metrics {
     }
 }
 
+/// The `rules_readings` gauges, one per outcome.
+struct RulesReadings {
+    evaluated: Gauge,
+    unregistered: Gauge,
+    unknown_point: Gauge,
+    wrong_type: Gauge,
+    out_of_range: Gauge,
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -387,5 +439,69 @@ impl RateLimitedLog {
                 Some(0)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::AlarmBook;
+    use crate::model::{ConditionChange, SensorId, Severity, Value};
+
+    fn line(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn the_rules_engine_counts_are_exported_as_gauges_by_outcome() {
+        let metrics = Metrics::new();
+        metrics.rules_stats(&EngineStats {
+            readings_evaluated: 7,
+            readings_wrong_type: 2,
+            ..EngineStats::default()
+        });
+        let text = metrics.render();
+        let gauge = |o: &str| {
+            line(
+                &text,
+                &format!("campusguard_rules_readings{{outcome=\"{o}\"}}"),
+            )
+        };
+        assert_eq!(gauge("evaluated"), Some(7.0), "{text}");
+        assert_eq!(gauge("wrong_type"), Some(2.0));
+        assert_eq!(gauge("out_of_range"), Some(0.0));
+        assert!(
+            text.contains("# TYPE campusguard_rules_readings gauge"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_raised_alarm_is_counted_once_by_class_and_each_transition_once() {
+        let metrics = Metrics::new();
+        let mut book = AlarmBook::default();
+        let change = |severity| ConditionChange {
+            sensor: SensorId::new("xhsy", "hd-1", "temp_c"),
+            rule: "heat_fixed".into(),
+            class: AlarmClass::Fire,
+            severity,
+            value: Some(Value::Number(60.0)),
+            threshold: Some(57.0),
+            reading_ts_ms: 1000,
+            message: "temp_c 60 ≥ 57".into(),
+        };
+        let raised = book.apply(&change(Some(Severity::Alarm)), 10_000, false);
+        let cleared = book.apply(&change(None), 10_001, false);
+        for event in raised.iter().chain(&cleared) {
+            metrics.alarm_journaled(event);
+        }
+        let text = metrics.render();
+        let raised = line(&text, "campusguard_alarms_raised_total{class=\"fire\"}");
+        assert_eq!(raised, Some(1.0), "{text}");
+        assert_eq!(
+            line(&text, "campusguard_alarm_transitions_total"),
+            Some(2.0)
+        );
     }
 }

@@ -55,6 +55,27 @@ impl SensorId {
 /// The point name of the device-level pseudo sensor.
 pub const STATUS_POINT: &str = "status";
 
+/// A school or device id (one MQTT topic level, one part of a sensor path): not empty, and no
+/// `/`, `+`, `#`, spaces or control characters.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
+}
+
+/// A point name of device protocol v1: 1–64 chars of `[A-Za-z0-9_-]`, and not the reserved
+/// `ts` or `status`.
+pub fn valid_point(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "ts"
+        && name != STATUS_POINT
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 impl fmt::Display for SensorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.school, self.device, self.point)

@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use campusguard::access::{Principal, Role};
 use campusguard::alarms::{Alarm, AlarmEvent, AlarmState, Transition};
-use campusguard::api::{Principal, Role};
 use campusguard::model::{AlarmClass, SensorId, Severity};
 use campusguard::tickets::export::{Format, HEADERS_EN, HEADERS_ZH};
 use campusguard::tickets::model::Lang;

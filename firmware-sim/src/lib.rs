@@ -17,7 +17,8 @@
 //!   achieved.
 //! - [`bench`]: `campusguard-sim bench`, the end-to-end benchmark of the gateway against a
 //!   private Mosquitto and VictoriaMetrics (and Node-RED as a baseline).
-//! - [`cli`]: the `campusguard-sim` command line (`run`, `load`, `bench`, `list`).
+//! - [`cli`]: the `campusguard-sim` command line (`run`, `load`, `bench`, `list`);
+//!   [`signal`]: SIGINT/SIGTERM as one future (the gateway's binary uses it too).
 //!
 //! The gateway's `demo` command embeds the simulator: build a [`SimConfig`] (its `Default` is
 //! the demo campus on 127.0.0.1:1883 with prefix `campus`) and call [`run`] with a
@@ -32,6 +33,7 @@ pub mod load;
 pub mod modbus;
 pub mod publish;
 pub mod scenario;
+pub mod signal;
 pub mod sim;
 
 pub use campus::{Campus, Device, PointKind, PointSpec, Profile, School};
@@ -39,4 +41,5 @@ pub use load::{load, LoadConfig, LoadReport};
 pub use publish::{run, SimConfig};
 pub use rumqttc::QoS;
 pub use scenario::{Scenario, ScheduledScenario};
+pub use signal::shutdown_signal;
 pub use sim::{ConfigError, Message, MessageKind, Simulation, SimulationSettings};

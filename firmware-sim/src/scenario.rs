@@ -140,9 +140,10 @@ pub struct ScheduledScenario {
 }
 
 impl ScheduledScenario {
-    /// The schedule of the gateway's `demo`: garbage at 20 s, a classroom fire at 40 s, a
-    /// cabinet overheating at 80 s, a ventilation failure at 120 s and a device going offline
-    /// at 160 s, each on a different school so the alarms do not mix.
+    /// The schedule of the gateway's `demo` (the one place it is defined): something to see
+    /// within a minute — garbage at 5 s, a classroom fire at 10 s, a device going offline at
+    /// 15 s, a ventilation failure at 20 s and a cabinet overheating at 30 s — each on a
+    /// different device of the demo campus.
     pub fn demo_schedule() -> Vec<ScheduledScenario> {
         let at = |secs, scenario, target: &str| ScheduledScenario {
             after: Duration::from_secs(secs),
@@ -150,11 +151,13 @@ impl ScheduledScenario {
             target: Some(target.to_owned()),
         };
         vec![
-            at(20, Scenario::Garbage, "syxx/temp-lib"),
-            at(40, Scenario::Fire, "xhsy/heat-a201"),
-            at(80, Scenario::CabinetOverheat, "dfzx/cab-1"),
-            at(120, Scenario::VentilationFailure, "xhsy/cab-2"),
-            at(160, Scenario::DeviceOffline, "syxx/smoke-a102"),
+            at(5, Scenario::Garbage, "syxx/temp-lib"),
+            // Heat rising 20 °C/min: the rate-of-rise rule fires about 30 s later, the fixed
+            // 57 °C level and smoke follow.
+            at(10, Scenario::Fire, "xhsy/heat-a201"),
+            at(15, Scenario::DeviceOffline, "syxx/smoke-a102"),
+            at(20, Scenario::VentilationFailure, "xhsy/cab-2"),
+            at(30, Scenario::CabinetOverheat, "dfzx/cab-1"),
         ]
     }
 }

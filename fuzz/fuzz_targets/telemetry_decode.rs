@@ -42,9 +42,7 @@ fuzz_target!(|data: &[u8]| {
             if let campusguard::model::Value::Number(v) = r.value {
                 assert!(v.is_finite(), "non-finite reading {v}");
             }
-            assert!(campusguard::ingest::mqtt::decode::valid_point(
-                &r.sensor.point
-            ));
+            assert!(campusguard::model::valid_point(&r.sensor.point));
         }
     }
     let _ = decode_single_point(&device, "p", payload, 64, NOW_MS);

@@ -10,8 +10,10 @@
 //! latch: they stay active after the condition clears until an operator resets them.
 
 mod book;
+mod config;
 
 pub use book::{AlarmBook, AlarmError};
+pub use config::AlarmsConfig;
 
 use std::sync::Arc;
 

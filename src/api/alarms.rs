@@ -19,11 +19,11 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::area::Routes;
-use super::auth::Principal;
 use super::error::ApiError;
 use super::extract::{ask, bounded_text, optional_body, AlarmHandler, Reader};
 use super::kpis;
 use super::state::AppState;
+use crate::access::Principal;
 use crate::alarms::{Alarm, AlarmError, AlarmEvent};
 use crate::model::now_ms;
 use crate::pipeline::Command;

@@ -1,68 +1,16 @@
-//! Bearer tokens, console sessions, roles and school scope. Tokens are compared in constant
-//! time; a session cookie (see [`crate::users::sessions`]) stands for its user wherever a
-//! bearer token would.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Who is calling: bearer tokens (compared in constant time) and the console's session cookie,
+//! which stands for its user wherever a bearer token would. The sessions themselves are kept
+//! by [`crate::users::sessions`]; roles and school scope are [`crate::access`].
 
 use axum::http::request::Parts;
-use serde::{Deserialize, Serialize};
 
 use super::config::HttpConfig;
 use super::error::ApiError;
-use crate::users::sessions::{cookie_value, SessionTable, SESSION_COOKIE};
+use crate::access::Principal;
+use crate::users::sessions::SessionTable;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Operator,
-    LabManager,
-    SchoolSafety,
-    Bureau,
-    Admin,
-}
-
-impl Role {
-    /// Who may acknowledge, shelve and reset alarms: the people watching them.
-    pub fn handles_alarms(self) -> bool {
-        matches!(self, Role::Operator | Role::LabManager | Role::Admin)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::LabManager => "lab_manager",
-            Role::SchoolSafety => "school_safety",
-            Role::Bureau => "bureau",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// The caller of a request.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub name: String,
-    pub role: Option<Role>,
-    /// `None` = every school.
-    pub schools: Option<Arc<[String]>>,
-}
-
-impl Principal {
-    pub fn anonymous() -> Self {
-        Self {
-            name: "anonymous".into(),
-            role: None,
-            schools: None,
-        }
-    }
-
-    pub fn may_see_school(&self, school: &str) -> bool {
-        self.schools
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|s| s == school))
-    }
-}
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "cg_session";
 
 struct TokenEntry {
     secret: Vec<u8>,
@@ -78,32 +26,23 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &HttpConfig) -> Self {
+    /// The tokens of `config`; console logins open sessions in `sessions`.
+    pub fn new(config: &HttpConfig, sessions: SessionTable) -> Self {
         let tokens = config
             .tokens
             .iter()
             .filter_map(|t| {
                 Some(TokenEntry {
                     secret: t.secret()?.into_bytes(),
-                    principal: Principal {
-                        name: t.name.clone(),
-                        role: Some(t.role),
-                        schools: t.schools.clone().map(Into::into),
-                    },
+                    principal: Principal::new(&t.name, t.role, t.schools.clone()),
                 })
             })
             .collect();
         Self {
             tokens,
             public_read: config.public_read,
-            sessions: SessionTable::new(Duration::from_secs(12 * 3600), 10_000),
+            sessions,
         }
-    }
-
-    /// Uses `sessions` (with the configured lifetime and bound) for console logins.
-    pub fn with_sessions(mut self, sessions: SessionTable) -> Self {
-        self.sessions = sessions;
-        self
     }
 
     /// The session token in the request's cookie, if any.
@@ -185,4 +124,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The value of one cookie in a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_values_are_found_among_others() {
+        assert_eq!(
+            cookie_value("a=1; cg_session=abc; b=2", SESSION_COOKIE),
+            Some("abc")
+        );
+        assert_eq!(cookie_value("cg_sessionx=1", SESSION_COOKIE), None);
+    }
 }

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::area::Routes;
-use super::auth::{Authenticator, Principal};
+use super::auth::{Authenticator, SESSION_COOKIE};
 use super::error::ApiError;
 use super::extract::Reader;
 use super::state::AppState;
-use crate::users::sessions::SESSION_COOKIE;
+use crate::access::Principal;
 use crate::users::{log_failed_login, LoginGate};
 
 /// Content security policy for the console: everything from the gateway itself, nothing else.

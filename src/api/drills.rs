@@ -12,10 +12,10 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::area::Routes;
-use super::auth::{Principal, Role};
 use super::error::ApiError;
 use super::extract::{ask, Reader};
 use super::state::AppState;
+use crate::access::{Principal, Role};
 use crate::drills::{Drill, DrillError, NewDrill, MAX_DRILL_DURATION};
 use crate::model::now_ms;
 use crate::pipeline::Command;
@@ -127,7 +127,7 @@ async fn start(
     body: Result<Json<StartBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    if !crate::config::valid_name(&body.school) {
+    if !crate::model::valid_name(&body.school) {
         return Err(ApiError::bad_request("`school` must be a school id"));
     }
     if !who.may_see_school(&body.school) {

@@ -11,9 +11,9 @@ use axum::http::request::Parts;
 use axum::Json;
 use tokio::sync::oneshot;
 
-use super::auth::Principal;
 use super::error::ApiError;
 use super::state::AppState;
+use crate::access::Principal;
 use crate::pipeline::Command;
 
 /// A caller who may read (anyone with a token or session; anonymous too with `public_read`).

@@ -26,8 +26,48 @@ mod routes;
 mod state;
 mod tickets;
 
-pub use auth::{Principal, Role};
 pub use config::{HttpConfig, TokenConfig};
 pub use error::ApiError;
 pub use routes::router;
 pub use state::AppState;
+
+use std::net::SocketAddr;
+
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+/// The API could not listen on its address.
+#[derive(Debug, thiserror::Error)]
+#[error("http: cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds `listen` and serves the API and the console on `tasks` until `state.shutdown`;
+/// returns the address it listens on (the port when `listen` asked for port 0).
+pub async fn serve(
+    listen: SocketAddr,
+    state: AppState,
+    tasks: &TaskTracker,
+) -> Result<SocketAddr, ListenError> {
+    let failed = |source| ListenError {
+        addr: listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    let stop = state.shutdown.clone();
+    let app = router(state);
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+    Ok(addr)
+}

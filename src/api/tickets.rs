@@ -293,10 +293,9 @@ async fn export(
         .ok_or_else(|| ApiError::bad_request("format must be csv, xlsx or json"))?;
     let lang = Lang::parse(q.lang.as_deref().unwrap_or("zh"))
         .ok_or_else(|| ApiError::bad_request("lang must be zh or en"))?;
-    let scope = who.schools.as_ref().map(|s| s.to_vec());
     let bytes = state
         .tickets
-        .export(&q.month, format, lang, scope.as_deref())
+        .export(&q.month, format, lang, who.scope())
         .await?;
     let filename = format!("hazard-ledger-{}.{}", q.month, format.extension());
     Ok((
@@ -334,11 +333,10 @@ async fn stats(
     let offset = state.tickets.config.offset_ms();
     let (y, m, _) = crate::tickets::time::local_date(now, offset);
     let (month_start, _) = crate::tickets::time::month_range(y, m, offset);
-    let scope = who.schools.as_ref().map(|s| s.to_vec());
     let tickets = state
         .tickets
         .store
-        .ledger(month_start, now + 1, scope.as_deref())
+        .ledger(month_start, now + 1, who.scope())
         .await?;
     let mut by_school: std::collections::BTreeMap<&str, (u64, u64, Vec<f64>)> =
         std::collections::BTreeMap::new();

@@ -1,4 +1,8 @@
-//! Configuration: one TOML file, loaded once and validated before anything starts.
+//! Configuration, the top floor: one TOML file, loaded once and validated before anything
+//! starts. Every component owns its config struct (in its own folder, with its own
+//! `validate`); this module only composes them into [`Config`] and cross-checks between them.
+//! Besides `lib.rs`, `main.rs` and the command modules, nothing imports [`Config`]: each stage
+//! gets its own slice.
 //!
 //! Loading goes: read the file → apply `CAMPUSGUARD_<SECTION>__<KEY>` environment overrides
 //! (edited into the document, so positions of untouched keys stay right) → deserialize into
@@ -6,17 +10,24 @@
 //! `file:line:col: message`) → cross-check everything ([`Config::validate`]) and report all
 //! problems at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::alarms::AlarmsConfig;
 use crate::api::HttpConfig;
+use crate::broker::BrokerConfig;
+use crate::ingest::modbus::ModbusConfig;
 use crate::ingest::mqtt::MqttConfig;
-use crate::rules::{ProfileSet, RuleOverride};
+use crate::model::valid_name;
+use crate::pipeline::{DeviceConfig, PipelineConfig};
+use crate::rules::{ProfileSet, RulesConfig};
+use crate::store::timeseries::{TimeseriesConfig, TimeseriesKind};
 use crate::store::StorageConfig;
+use crate::tickets::TicketsConfig;
+use crate::users::UsersConfig;
 
 /// The environment prefix of overrides: `CAMPUSGUARD_MQTT__URL` sets `mqtt.url`.
 pub const ENV_PREFIX: &str = "CAMPUSGUARD_";
@@ -42,161 +53,16 @@ pub struct Config {
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
     #[serde(default)]
-    pub timeseries: crate::store::timeseries::TimeseriesConfig,
+    pub timeseries: TimeseriesConfig,
     #[serde(default)]
-    pub modbus: crate::ingest::modbus::ModbusConfig,
+    pub modbus: ModbusConfig,
     #[serde(default)]
-    pub users: crate::users::UsersConfig,
+    pub users: UsersConfig,
     #[serde(default)]
-    pub tickets: crate::tickets::TicketsConfig,
+    pub tickets: TicketsConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
-}
-
-/// `[broker]`: the embedded MQTT broker (rumqttd), for a school without its own broker and for
-/// the demo.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerConfig {
-    /// Start an in-process broker. The gateway still connects to `mqtt.url` like any client.
-    #[serde(default)]
-    pub embedded: bool,
-    #[serde(default = "default_broker_listen")]
-    pub listen: std::net::SocketAddr,
-    /// Largest MQTT payload the embedded broker accepts, in bytes.
-    #[serde(default = "default_broker_max_payload")]
-    pub max_payload_bytes: usize,
-}
-
-fn default_broker_listen() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 18830))
-}
-fn default_broker_max_payload() -> usize {
-    2 * 1024 * 1024
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            embedded: false,
-            listen: default_broker_listen(),
-            max_payload_bytes: default_broker_max_payload(),
-        }
-    }
-}
-
-/// `[pipeline]`: the channels between stages. Every one is bounded.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineConfig {
-    /// Ingest → core channel, in messages (a message holds one device's readings). When full,
-    /// ingest waits (back-pressure to the broker / Modbus poller); nothing is dropped.
-    #[serde(default = "default_ingest_capacity")]
-    pub ingest_capacity: usize,
-    /// Core → local-history writer, in batches (one per core round, up to a few thousand
-    /// readings each). When full, the core waits. Small: the writer takes what is queued into
-    /// one transaction anyway, and a deep queue only holds memory under overload.
-    #[serde(default = "default_history_capacity")]
-    pub history_capacity: usize,
-    /// Devices that are neither configured nor announced are tracked for commissioning up to
-    /// this many; beyond it their readings are still counted and stored, but not listed.
-    #[serde(default = "default_max_unregistered")]
-    pub max_unregistered_devices: usize,
-}
-
-fn default_max_unregistered() -> usize {
-    10_000
-}
-
-fn default_ingest_capacity() -> usize {
-    4096
-}
-fn default_history_capacity() -> usize {
-    32
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        Self {
-            ingest_capacity: default_ingest_capacity(),
-            history_capacity: default_history_capacity(),
-            max_unregistered_devices: default_max_unregistered(),
-        }
-    }
-}
-
-/// `[rules]`: where the device profiles come from and how often time-driven rules run.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    /// A site profiles file: its profiles replace built-in ones (`config/profiles.toml`) of the
-    /// same name and add new ones. Relative to the config file's folder.
-    #[serde(default)]
-    pub profiles_file: Option<PathBuf>,
-    /// How often on-delays, staleness and shelve expiry are evaluated.
-    #[serde(default = "default_tick", with = "humantime_serde")]
-    pub tick: Duration,
-}
-
-fn default_tick() -> Duration {
-    Duration::from_secs(1)
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        Self {
-            profiles_file: None,
-            tick: default_tick(),
-        }
-    }
-}
-
-/// `[alarms]`: fan-out of alarm events.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlarmsConfig {
-    /// Publish every alarm transition to `<prefix>/<school>/alarms` (QoS 1, not retained).
-    #[serde(default = "default_true")]
-    pub publish_mqtt: bool,
-    /// Events kept for slow SSE clients; a client further behind gets a `resync` event.
-    #[serde(default = "default_stream_buffer")]
-    pub stream_buffer: usize,
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_stream_buffer() -> usize {
-    1024
-}
-
-impl Default for AlarmsConfig {
-    fn default() -> Self {
-        Self {
-            publish_mqtt: true,
-            stream_buffer: default_stream_buffer(),
-        }
-    }
-}
-
-/// `[[devices]]`: a device registered in config. Config wins over what the device announces in
-/// its `meta`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceConfig {
-    pub id: String,
-    pub school: String,
-    pub profile: String,
-    #[serde(default)]
-    pub building: Option<String>,
-    #[serde(default)]
-    pub room: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Per-rule overrides, e.g. `overrides.heat_fixed = { alarm = 50.0 }`.
-    #[serde(default)]
-    pub overrides: BTreeMap<String, RuleOverride>,
 }
 
 /// Why a configuration could not be loaded.
@@ -279,15 +145,9 @@ impl Config {
         problems.extend(self.modbus.validate());
         problems.extend(self.users.validate());
         problems.extend(self.tickets.validate());
-        if self.pipeline.ingest_capacity == 0 || self.pipeline.history_capacity == 0 {
-            problems.push("pipeline: channel capacities must be at least 1".into());
-        }
-        if self.rules.tick.is_zero() {
-            problems.push("rules.tick must be greater than 0".into());
-        }
-        if self.alarms.stream_buffer == 0 {
-            problems.push("alarms.stream_buffer must be at least 1".into());
-        }
+        problems.extend(self.pipeline.validate());
+        problems.extend(self.rules.validate());
+        problems.extend(self.alarms.validate());
         let mut seen = HashSet::new();
         for device in &self.devices {
             let key = format!("{}/{}", device.school, device.id);
@@ -371,7 +231,7 @@ impl Config {
             self.storage.data_dir.display(),
             humantime::format_duration(self.storage.history_retention),
             match self.timeseries.kind {
-                crate::store::timeseries::TimeseriesKind::None => "none".to_string(),
+                TimeseriesKind::None => "none".to_string(),
                 kind => format!("{kind:?} at {}", self.timeseries.url),
             }
         ));
@@ -382,14 +242,6 @@ impl Config {
         ));
         out
     }
-}
-
-/// MQTT topic levels and ids must not contain separators or wildcards.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
 }
 
 /// An error with an optional byte span into the text it came from.

@@ -3,20 +3,19 @@
 //! of one sensor are evaluated in order), evaluates rules, journals alarm transitions before
 //! broadcasting them, and hands readings on to the local history writer.
 //!
-//! Edges and what happens when they are full:
-//! - ingest → core (bounded): ingest waits; MQTT then stops reading from the broker.
-//! - core → history writer (bounded): the core waits (no reading is dropped).
-//! - core → SSE (broadcast): a slow client lags and gets a `resync`; the core never waits.
-//! - core → MQTT alarm publisher (bounded): when full the MQTT copy is dropped and counted; the
-//!   alarm itself is journaled and on the SSE stream regardless.
-//! - API → core commands (bounded): served before readings, so the console stays responsive.
-//! - core → action runs (`crate::actions`, at most `actions::MAX_RUNS` at once): one more is
-//!   refused, counted and raised as a `fault` alarm; results come back on a bounded channel
-//!   that cannot fill (one slot per run).
+//! Its edges, with their capacities and what happens when each is full, are all named in
+//! [`crate::start`], and built by [`start`] here. Commands from the API are served before
+//! readings, so the console stays responsive under load.
+//!
+//! Import loop inside this folder, on purpose: `drills.rs` is another `impl Core`
+//! block (split by topic), so it and this file use each other. Action runs are
+//! [`crate::actions`]; the core only starts them and records their results.
 
+mod config;
 mod drills;
 mod registry;
 
+pub use config::{CoreConfig, DeviceConfig, PipelineConfig};
 pub use registry::{DeviceEntry, LiveValue, Registration};
 
 use std::collections::BTreeMap;
@@ -26,11 +25,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::actions::{ActionDone, Actions};
 use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
-use crate::config::Config;
 use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
@@ -105,6 +104,29 @@ pub struct CoreOutputs {
     pub actions: Actions,
 }
 
+/// What the core takes in: readings and device events from every source, and the API's
+/// requests.
+pub struct CoreInputs {
+    pub ingest: mpsc::Receiver<IngestEvent>,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+/// Builds the core (registers the configured devices, restores open alarms and announced
+/// devices from the store) and runs it on `tasks` until every ingest sender is gone.
+pub async fn start(
+    config: &CoreConfig,
+    store: &LocalStore,
+    inputs: CoreInputs,
+    outputs: CoreOutputs,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(), crate::store::StoreError> {
+    let core = Core::new(config, store.clone(), outputs, metrics.clone()).await?;
+    tasks.spawn(core.run(inputs.ingest, inputs.commands, shutdown.clone()));
+    Ok(())
+}
+
 /// Readings drained from the ingest channel per round before alarms are flushed.
 const DRAIN_BATCH: usize = 512;
 
@@ -130,13 +152,13 @@ pub struct Core {
 impl Core {
     /// Builds the core: registers configured devices and restores open alarms from the store.
     pub async fn new(
-        config: &Config,
+        config: &CoreConfig,
         store: LocalStore,
         out: CoreOutputs,
         metrics: Arc<Metrics>,
     ) -> Result<Self, crate::store::StoreError> {
-        let mut engine = RuleEngine::new(Arc::new(config.profiles.clone()));
-        let mut registry = Registry::new(config.pipeline.max_unregistered_devices);
+        let mut engine = RuleEngine::new(config.profiles.clone());
+        let mut registry = Registry::new(config.max_unregistered_devices);
         let now = Instant::now();
         for device in &config.devices {
             let key = DeviceKey::new(&device.school, &device.id);
@@ -181,7 +203,7 @@ impl Core {
             store,
             out,
             metrics,
-            tick: config.rules.tick,
+            tick: config.tick,
             pending: Vec::new(),
             pending_restore,
             changes: Vec::new(),
@@ -347,9 +369,6 @@ impl Core {
         for change in self.changes.drain(..) {
             let drill = drills::under_drill(&self.drills, &self.registry, &change.sensor);
             if let Some(event) = self.book.apply(&change, now, drill) {
-                if event.transition == crate::alarms::Transition::Raised {
-                    self.metrics.alarm_raised(event.alarm.class);
-                }
                 if matches!(
                     event.transition,
                     crate::alarms::Transition::Raised | crate::alarms::Transition::Reraised
@@ -396,10 +415,8 @@ impl Core {
         let now = now_ms();
         let (note, fault) = crate::actions::outcome(done, alarm, now);
         self.pending.push(note);
+        // Counted as raised (like every transition) when the flush journals it.
         if let Some(event) = self.book.apply(&fault, now, false) {
-            if event.transition == crate::alarms::Transition::Raised {
-                self.metrics.alarm_raised(event.alarm.class);
-            }
             self.pending.push(event);
         }
     }
@@ -414,9 +431,11 @@ impl Core {
         if !self.pending.is_empty() {
             let events = std::mem::take(&mut self.pending);
             self.journal(&events).await;
-            self.metrics.alarm_transitions.inc_by(events.len() as u64);
             self.metrics.active_alarms.set(self.book.len() as i64);
             for event in events {
+                // Every transition passes here once, whoever caused it (rules, operators,
+                // write-back): the one place alarms are counted.
+                self.metrics.alarm_journaled(&event);
                 let event = Arc::new(event);
                 // No receivers is fine (nobody watching).
                 let _ = self.out.alarm_stream.send(event.clone());
@@ -451,6 +470,7 @@ impl Core {
                 }
             }
         }
+        self.metrics.rules_stats(&self.engine.stats());
         if !self.history_batch.readings.is_empty() || !self.history_batch.acks.is_empty() {
             let batch = std::mem::take(&mut self.history_batch);
             self.metrics

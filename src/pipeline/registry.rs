@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::DeviceConfig;
+use super::config::DeviceConfig;
 use crate::model::{
     DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, TaggedReading, Value,
 };

@@ -227,6 +227,42 @@ impl RuleSpec {
     }
 }
 
+/// `[rules]`: where the device profiles come from and how often time-driven rules run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A site profiles file: its profiles replace built-in ones (`config/profiles.toml`) of the
+    /// same name and add new ones. Relative to the config file's folder.
+    #[serde(default)]
+    pub profiles_file: Option<std::path::PathBuf>,
+    /// How often on-delays, staleness and shelve expiry are evaluated.
+    #[serde(default = "default_tick", with = "humantime_serde")]
+    pub tick: Duration,
+}
+
+fn default_tick() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            profiles_file: None,
+            tick: default_tick(),
+        }
+    }
+}
+
+impl RulesConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.tick.is_zero() {
+            problems.push("rules.tick must be greater than 0".into());
+        }
+        problems
+    }
+}
+
 impl ProfileSet {
     /// The built-in profiles (`config/profiles.toml`). A unit test guarantees they parse and
     /// validate, so the empty fallback is never taken; [`ProfileSet::try_builtin`] reports why

@@ -2,7 +2,7 @@
 //! evaluates every reading against them, in order per sensor, and emits
 //! [`ConditionChange`](crate::model::ConditionChange)s for the alarm manager.
 //!
-//! `config` holds the serde types of `config/profiles.toml`, `validation` their cross-checks
+//! `config` holds the serde types of `config/profiles.toml` and of `[rules]`, `validation` their cross-checks
 //! (methods of [`ProfileSet`]), and `engine/` the state machine, one file per rule kind. Rule
 //! behaviour is specified by the cases in `testdata/cases/`, one TOML file each, run by one test
 //! (`engine/cases.rs` describes the format). The default thresholds and their sources are
@@ -12,5 +12,5 @@ pub mod config;
 pub mod engine;
 mod validation;
 
-pub use config::{PointKind, Profile, ProfileSet, RuleKind, RuleOverride, RuleSpec};
+pub use config::{PointKind, Profile, ProfileSet, RuleKind, RuleOverride, RuleSpec, RulesConfig};
 pub use engine::{EngineStats, PointCheck, RuleEngine, UnknownProfile};

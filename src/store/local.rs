@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::history::{HistoryReader, HistoryWriter, Pruned};
@@ -315,6 +316,25 @@ fn decode_alarm(id: i64, doc: String) -> Result<Alarm, StoreError> {
 pub struct HistoryBatch {
     pub readings: Vec<Reading>,
     pub acks: Vec<DurableAck>,
+}
+
+/// Starts [`run_history_writer`] on `tasks`.
+pub fn start_history(
+    store: &LocalStore,
+    config: &StorageConfig,
+    rx: mpsc::Receiver<HistoryBatch>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let (store, config) = (store.clone(), config.clone());
+    tasks.spawn(run_history_writer(
+        store,
+        config,
+        rx,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 }
 
 /// Writes readings to the local history and then releases the acks that came with them

@@ -11,5 +11,5 @@ pub mod outbox;
 pub mod timeseries;
 
 pub use config::StorageConfig;
-pub use local::{HistoryPoint, JournalEntry, LocalStore, StoreError};
+pub use local::{start_history, HistoryPoint, JournalEntry, LocalStore, StoreError};
 pub use outbox::{OutboxEntry, OutboxReader};

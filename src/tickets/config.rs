@@ -1,5 +1,8 @@
 //! `[tickets]`: where hazard tickets are stored, how they are numbered, default deadlines and
-//! routing, the alarm → ticket policies, supervision and attachments.
+//! routing, the alarm → ticket policies, supervision and attachments. The settings only: the
+//! decisions made from them live where they are made — which policy and category an alarm
+//! gets in [`super::policy`], deadlines and routing in [`super::workflow`], numbering in
+//! [`super::Tickets`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -197,19 +200,6 @@ impl Default for DeadlineConfig {
     }
 }
 
-impl DeadlineConfig {
-    pub fn for_ticket(&self, category: Category, grade: Grade) -> Duration {
-        let specific = self.category.get(&category).and_then(|g| match grade {
-            Grade::General => g.general,
-            Grade::Major => g.major,
-        });
-        specific.unwrap_or(match grade {
-            Grade::General => self.general,
-            Grade::Major => self.major,
-        })
-    }
-}
-
 /// When an alarm becomes a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "PolicyRepr")]
@@ -329,7 +319,8 @@ pub fn default_class_policies() -> BTreeMap<AlarmClass, Policy> {
     .collect()
 }
 
-fn default_class_categories() -> BTreeMap<AlarmClass, Category> {
+/// Sensor tickets by alarm class: fire → fire safety, gas → labs and chemicals, the rest other.
+pub fn default_class_categories() -> BTreeMap<AlarmClass, Category> {
     [
         (AlarmClass::Fire, Category::Fire),
         (AlarmClass::Gas, Category::LabChemical),
@@ -350,27 +341,6 @@ impl Default for PolicyConfig {
             category: default_class_categories(),
             rule_category: BTreeMap::new(),
         }
-    }
-}
-
-impl PolicyConfig {
-    pub fn for_alarm(&self, class: AlarmClass, rule: &str) -> Policy {
-        self.rule
-            .get(rule)
-            .or_else(|| self.class.get(&class))
-            .copied()
-            // A class left out of `[tickets.policy.class]` keeps its default.
-            .or_else(|| default_class_policies().get(&class).copied())
-            .unwrap_or(Policy::Never)
-    }
-
-    pub fn category_for(&self, class: AlarmClass, rule: &str) -> Category {
-        self.rule_category
-            .get(rule)
-            .or_else(|| self.category.get(&class))
-            .copied()
-            .or_else(|| default_class_categories().get(&class).copied())
-            .unwrap_or(Category::Other)
     }
 }
 
@@ -410,23 +380,8 @@ impl TicketsConfig {
         data_dir.join("ticket-attachments")
     }
 
-    /// The numbering code of a school.
-    pub fn school_code(&self, school: &str) -> String {
-        self.school_codes
-            .get(school)
-            .cloned()
-            .unwrap_or_else(|| school.to_uppercase())
-    }
-
     pub fn offset_ms(&self) -> i64 {
         i64::from(self.utc_offset_hours) * 3_600_000
-    }
-
-    pub fn office_for(&self, category: Category) -> String {
-        self.routing
-            .get(&category)
-            .cloned()
-            .unwrap_or_else(|| "办公室".to_string())
     }
 
     pub fn validate(&self) -> Vec<String> {
@@ -514,38 +469,5 @@ fault = { repeats = { count = 3, within = "24h" } }
     fn an_unknown_policy_word_is_rejected() {
         let r: Result<TicketsConfig, _> = toml::from_str("[policy.class]\ngas = \"sometimes\"\n");
         assert!(r.is_err());
-    }
-
-    #[test]
-    fn a_rule_policy_overrides_the_class_policy() {
-        let cfg: TicketsConfig =
-            toml::from_str("[policy.rule]\nlel_high = \"never\"\n").expect("parses");
-        assert_eq!(
-            cfg.policy.for_alarm(AlarmClass::Gas, "lel_high"),
-            Policy::Never
-        );
-        assert_eq!(
-            cfg.policy.for_alarm(AlarmClass::Gas, "voc_high"),
-            Policy::OnRaise
-        );
-    }
-
-    #[test]
-    fn deadlines_fall_back_from_category_to_grade() {
-        let cfg: TicketsConfig =
-            toml::from_str("[deadlines]\ngeneral = \"5d\"\ncategory.fire = { general = \"2d\" }\n")
-                .expect("parses");
-        assert_eq!(
-            cfg.deadlines.for_ticket(Category::Fire, Grade::General),
-            Duration::from_secs(2 * DAY)
-        );
-        assert_eq!(
-            cfg.deadlines.for_ticket(Category::Fire, Grade::Major),
-            Duration::from_secs(30 * DAY)
-        );
-        assert_eq!(
-            cfg.deadlines.for_ticket(Category::Other, Grade::General),
-            Duration::from_secs(5 * DAY)
-        );
     }
 }

@@ -6,6 +6,9 @@
 //!
 //! [`Tickets`] is the service the API, the policy task, the supervision job and the CLI share:
 //! it checks roles, applies the workflow and writes through the store.
+//!
+//! Import loop inside this folder, on purpose: `store`, `workflow` and `policy` use the
+//! service's [`TicketError`] and [`Tickets`] defined here, and the service uses them.
 
 pub mod config;
 pub mod export;
@@ -18,9 +21,10 @@ pub mod workflow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use config::{Policy, TicketsConfig};
@@ -28,7 +32,7 @@ pub use model::{Category, Grade, SourceKind, State, Ticket};
 pub use store::{Created, ListFilter, TicketStore};
 pub use workflow::{Action, ActionInput};
 
-use crate::api::{Principal, Role};
+use crate::access::{Principal, Role};
 use crate::model::now_ms;
 use model::{Attachment, Occurrence};
 
@@ -53,15 +57,6 @@ pub enum TicketError {
     Database(String),
     #[error("attachment storage: {0}")]
     Io(String),
-}
-
-/// A change to a ticket, broadcast for live views and logged.
-#[derive(Clone, Debug, Serialize)]
-pub struct TicketEvent {
-    /// `created`, `occurrence`, an action name, or `auto_supervised`.
-    pub kind: String,
-    pub actor: String,
-    pub ticket: Ticket,
 }
 
 /// A ticket filed by hand (from an inspection), the body of `POST /api/v1/tickets`.
@@ -104,18 +99,15 @@ pub struct FixNow {
 pub struct Tickets {
     pub store: TicketStore,
     pub config: Arc<TicketsConfig>,
-    pub events: broadcast::Sender<TicketEvent>,
     attachment_dir: PathBuf,
 }
 
 impl Tickets {
     pub async fn open(config: &TicketsConfig, data_dir: &Path) -> Result<Self, TicketError> {
         let store = TicketStore::connect(config, data_dir).await?;
-        let (events, _) = broadcast::channel(256);
         Ok(Self {
             store,
             config: Arc::new(config.clone()),
-            events,
             attachment_dir: TicketsConfig::attachment_dir(data_dir),
         })
     }
@@ -124,16 +116,23 @@ impl Tickets {
         &self.attachment_dir
     }
 
-    fn emit(&self, kind: &str, actor: &str, ticket: &Ticket) {
+    /// Logs a change to a ticket. `kind`: `created`, `occurrence`, an action name, or
+    /// `auto_supervised`. (The audit trail in the store is the record; this is the log line.)
+    fn log_change(&self, kind: &str, actor: &str, ticket: &Ticket) {
         info!(ticket = %ticket.id, kind, actor, state = ticket.state.as_str(), "ticket changed");
-        // No receivers is fine: nobody is watching.
-        let _ = self.events.send(TicketEvent {
-            kind: kind.to_string(),
-            actor: actor.to_string(),
-            ticket: ticket.clone(),
-        });
     }
 
+    /// Numbering `<SCHOOLCODE>-<YYYYMM>-<NNNN>`: the code of a school (configured, else the
+    /// upper-cased id).
+    fn school_code(&self, school: &str) -> String {
+        self.config
+            .school_codes
+            .get(school)
+            .cloned()
+            .unwrap_or_else(|| school.to_uppercase())
+    }
+
+    /// Numbering: the `YYYYMM` of a time, in local time.
     fn month_of(&self, at: i64) -> String {
         let (y, m, _) = time::local_date(at, self.config.offset_ms());
         format!("{y:04}{m:02}")
@@ -145,11 +144,11 @@ impl Tickets {
         ticket: Ticket,
         occurrence: Option<&Occurrence>,
     ) -> Result<Created, TicketError> {
-        let code = self.config.school_code(&ticket.school);
+        let code = self.school_code(&ticket.school);
         let month = self.month_of(ticket.created_at);
         let created = self.store.create(ticket, &code, &month, occurrence).await?;
         if let Created::New(t) = &created {
-            self.emit("created", &t.created_by, t);
+            self.log_change("created", &t.created_by, t);
         }
         Ok(created)
     }
@@ -172,7 +171,7 @@ impl Tickets {
                 new.school
             )));
         }
-        if !crate::config::valid_name(&new.school) {
+        if !crate::model::valid_name(&new.school) {
             return Err(TicketError::Invalid("`school` must be a school id".into()));
         }
         for (name, value) in [
@@ -343,9 +342,22 @@ impl Tickets {
             .append_occurrence(&sensor, rule_key, &occurrence)
             .await?;
         if let Some(t) = &before {
-            self.emit("occurrence", crate::alarms::SYSTEM_USER, t);
+            self.log_change("occurrence", crate::alarms::SYSTEM_USER, t);
         }
         Ok(before)
+    }
+
+    /// The number of the latest ticket of the alarm's (sensor, rule) closed at or after
+    /// `since_ms`: a recurrence within the window opens a new ticket linking it.
+    pub async fn recently_closed(
+        &self,
+        alarm: &crate::alarms::Alarm,
+        since_ms: i64,
+    ) -> Result<Option<String>, TicketError> {
+        let sensor = alarm.sensor.to_string();
+        self.store
+            .recently_closed(&sensor, &alarm.rule, since_ms)
+            .await
     }
 
     fn default_deadline_ms(&self, t: &Ticket) -> i64 {
@@ -406,7 +418,7 @@ impl Tickets {
             .store
             .update(&before, after, &who.name, action.as_str(), comment)
             .await?;
-        self.emit(action.as_str(), &who.name, &after);
+        self.log_change(action.as_str(), &who.name, &after);
         Ok(after)
     }
 
@@ -421,7 +433,7 @@ impl Tickets {
                 "listing tickets needs a token".into(),
             ));
         }
-        filter.scope = who.schools.as_ref().map(|s| s.to_vec());
+        filter.scope = who.scope().map(<[String]>::to_vec);
         self.store.list(&filter, now_ms()).await
     }
 
@@ -529,7 +541,7 @@ impl Tickets {
             {
                 Ok(t) => {
                     warn!(ticket = %t.id, school = %t.school, "overdue ticket put under supervision (督办)");
-                    self.emit("auto_supervised", crate::alarms::SYSTEM_USER, &t);
+                    self.log_change("auto_supervised", crate::alarms::SYSTEM_USER, &t);
                     marked.push(t);
                 }
                 // Someone acted on it meanwhile; the next pass looks again.
@@ -547,6 +559,18 @@ pub fn may_attach(who: &Principal) -> bool {
         who.role,
         Some(Role::Operator | Role::LabManager | Role::SchoolSafety | Role::Admin)
     )
+}
+
+/// Starts the ticket stage on `tasks`: the alarm → ticket policy, reading `alarms` (a
+/// subscription to the alarm broadcast), and the supervision job. Both stop at `shutdown`.
+pub fn start(
+    tickets: &Tickets,
+    alarms: broadcast::Receiver<Arc<crate::alarms::AlarmEvent>>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(policy::run(tickets.clone(), alarms, shutdown.clone()));
+    tasks.spawn(run_supervision(tickets.clone(), shutdown.clone()));
 }
 
 /// Runs the supervision job every `supervision_interval` until shutdown.

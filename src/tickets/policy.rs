@@ -5,6 +5,10 @@
 //! after the ticket closed opens a new ticket at once, linking the old one. A `fire` alarm
 //! reset as a false alarm files a maintenance ticket for the detector.
 //!
+//! The decisions are here: which [`Policy`] and category an alarm gets
+//! ([`PolicyConfig::for_alarm`], [`PolicyConfig::category_for`]), its grade and description.
+//! Tickets are filed, appended to and looked up only through the [`Tickets`] service.
+//!
 //! Pending timers (`if_active_for`) and repeat windows live in memory: after a restart, an
 //! alarm still active is judged again from its next raise.
 
@@ -17,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::config::Policy;
+use super::config::{default_class_categories, default_class_policies, Policy, PolicyConfig};
 use super::model::{Category, Grade};
 use super::Tickets;
 use crate::alarms::{Alarm, AlarmEvent, Transition};
@@ -29,6 +33,29 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 /// The rule key of the maintenance ticket a false fire alarm files (separate from the rule's
 /// own ticket).
 pub const FALSE_ALARM_SUFFIX: &str = "#false_alarm";
+
+impl PolicyConfig {
+    /// The policy of an alarm: its rule's, else its class's, else the class default.
+    pub fn for_alarm(&self, class: AlarmClass, rule: &str) -> Policy {
+        self.rule
+            .get(rule)
+            .or_else(|| self.class.get(&class))
+            .copied()
+            // A class left out of `[tickets.policy.class]` keeps its default.
+            .or_else(|| default_class_policies().get(&class).copied())
+            .unwrap_or(Policy::Never)
+    }
+
+    /// The category of an alarm's ticket: its rule's, else its class's, else the default.
+    pub fn category_for(&self, class: AlarmClass, rule: &str) -> Category {
+        self.rule_category
+            .get(rule)
+            .or_else(|| self.category.get(&class))
+            .copied()
+            .or_else(|| default_class_categories().get(&class).copied())
+            .unwrap_or(Category::Other)
+    }
+}
 
 /// What the policy does with one alarm event; pure, so the table of cases is unit-tested.
 #[derive(Debug, PartialEq)]
@@ -167,14 +194,8 @@ impl PolicyState {
         if policy == Policy::Never {
             return;
         }
-        let sensor = alarm.sensor.to_string();
         let window = i64::try_from(config.policy.recurrence_window.as_millis()).unwrap_or(0);
-        match self
-            .tickets
-            .store
-            .recently_closed(&sensor, &alarm.rule, now_ms() - window)
-            .await
-        {
+        match self.tickets.recently_closed(alarm, now_ms() - window).await {
             Ok(Some(previous)) => {
                 self.file_for(alarm, Some(previous)).await;
                 return;
@@ -200,7 +221,7 @@ impl PolicyState {
                 let within = i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 4);
                 let times = self
                     .repeats
-                    .entry((sensor, alarm.rule.to_string()))
+                    .entry((alarm.sensor.to_string(), alarm.rule.to_string()))
                     .or_default();
                 times.push_back(now);
                 while times.front().is_some_and(|t| *t < now - within) {
@@ -274,6 +295,7 @@ mod tests {
     use super::*;
     use crate::alarms::AlarmState;
     use crate::model::SensorId;
+    use crate::tickets::TicketsConfig;
 
     fn event(transition: Transition, class: AlarmClass, state: AlarmState) -> AlarmEvent {
         let sensor = SensorId::new("xhsy", "d", "p");
@@ -377,5 +399,19 @@ mod tests {
         let mut reset = event(Reset, AlarmClass::Fire, AlarmState::Cleared);
         reset.false_alarm = true;
         assert_eq!(decide(&reset, false), Decision::Inactive);
+    }
+
+    #[test]
+    fn a_rule_policy_overrides_the_class_policy() {
+        let cfg: TicketsConfig =
+            toml::from_str("[policy.rule]\nlel_high = \"never\"\n").expect("parses");
+        assert_eq!(
+            cfg.policy.for_alarm(AlarmClass::Gas, "lel_high"),
+            Policy::Never
+        );
+        assert_eq!(
+            cfg.policy.for_alarm(AlarmClass::Gas, "voc_high"),
+            Policy::OnRaise
+        );
     }
 }

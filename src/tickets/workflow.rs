@@ -5,12 +5,19 @@
 //! registered/rectifying → (defer) deferred → (assign) rectifying; reported → (reject)
 //! rectifying; registered → (fix_now, 立查立改) reported. `supervise`/`unsupervise` set the
 //! 督办 flag on any open ticket.
+//!
+//! Also the defaults a ticket is registered with: its deadline (by category and grade,
+//! [`DeadlineConfig::for_ticket`]) and the office it is routed to
+//! ([`TicketsConfig::office_for`]).
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{State, Ticket};
+use super::config::{DeadlineConfig, TicketsConfig};
+use super::model::{Category, Grade, State, Ticket};
 use super::TicketError;
-use crate::api::{Principal, Role};
+use crate::access::{Principal, Role};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -278,6 +285,30 @@ pub fn diff(before: &Ticket, after: &Ticket) -> serde_json::Value {
     serde_json::Value::Object(changes)
 }
 
+impl DeadlineConfig {
+    /// The time to rectify a ticket: its category's deadline for the grade, else the grade's.
+    pub fn for_ticket(&self, category: Category, grade: Grade) -> Duration {
+        let specific = self.category.get(&category).and_then(|g| match grade {
+            Grade::General => g.general,
+            Grade::Major => g.major,
+        });
+        specific.unwrap_or(match grade {
+            Grade::General => self.general,
+            Grade::Major => self.major,
+        })
+    }
+}
+
+impl TicketsConfig {
+    /// Routing: the office (责任单位) a new ticket of `category` is registered to.
+    pub fn office_for(&self, category: Category) -> String {
+        self.routing
+            .get(&category)
+            .cloned()
+            .unwrap_or_else(|| "办公室".to_string())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -467,5 +498,26 @@ mod tests {
         assert_eq!(d["state"], serde_json::json!(["registered", "rectifying"]));
         assert!(d.get("school").is_none());
         assert!(d.get("updated_at").is_none());
+    }
+
+    const DAY: u64 = 24 * 3600;
+
+    #[test]
+    fn deadlines_fall_back_from_category_to_grade() {
+        let cfg: TicketsConfig =
+            toml::from_str("[deadlines]\ngeneral = \"5d\"\ncategory.fire = { general = \"2d\" }\n")
+                .expect("parses");
+        assert_eq!(
+            cfg.deadlines.for_ticket(Category::Fire, Grade::General),
+            Duration::from_secs(2 * DAY)
+        );
+        assert_eq!(
+            cfg.deadlines.for_ticket(Category::Fire, Grade::Major),
+            Duration::from_secs(30 * DAY)
+        );
+        assert_eq!(
+            cfg.deadlines.for_ticket(Category::Other, Grade::General),
+            Duration::from_secs(5 * DAY)
+        );
     }
 }

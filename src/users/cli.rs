@@ -1,13 +1,12 @@
 //! `campusguard users add|passwd|list --config FILE`: manages console users in the local
-//! store named by the config's `[storage]`. Passwords come from an environment variable
+//! store named by the config's `[storage]` (`main.rs` loads the config and passes that slice). Passwords come from an environment variable
 //! (`--password-env`) or the first line of standard input, never from the command line
 //! (which other users of the machine can read).
 
 use std::io::BufRead;
 
 use super::{parse_role, UserStore};
-use crate::config::Config;
-use crate::store::LocalStore;
+use crate::store::{LocalStore, StorageConfig};
 
 /// What `campusguard users` was asked to do.
 pub enum UsersCommand {
@@ -35,9 +34,9 @@ fn read_password(env: Option<&str>) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// Runs one `users` subcommand against the store of `config`.
-pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
-    let store = LocalStore::open(&config.storage).await?;
+/// Runs one `users` subcommand against the local store of `storage`.
+pub async fn run(storage: &StorageConfig, command: UsersCommand) -> anyhow::Result<()> {
+    let store = LocalStore::open(storage).await?;
     let users = UserStore::new(store.pool().clone());
     let result = match command {
         UsersCommand::Add {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::api::Role;
+use crate::access::Role;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +67,14 @@ impl SeedUser {
     }
 }
 
+/// User names: 1-64 letters, digits or `-_.@` (config, CLI, the users table).
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}
+
 /// Shortest password accepted anywhere (config, CLI).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
@@ -101,7 +109,7 @@ impl UsersConfig {
         let mut problems = Vec::new();
         let mut names = std::collections::HashSet::new();
         for user in &self.seed {
-            if !super::valid_user_name(&user.name) || !names.insert(user.name.clone()) {
+            if !valid_user_name(&user.name) || !names.insert(user.name.clone()) {
                 problems.push(format!(
                     "users.seed `{}`: name empty, duplicate, or not 1-64 letters, digits, `-_.@`",
                     user.name

@@ -9,7 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod sessions;
 
-pub use config::{SeedUser, UsersConfig, MIN_PASSWORD_CHARS};
+pub use config::{valid_user_name, SeedUser, UsersConfig, MIN_PASSWORD_CHARS};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,7 +22,7 @@ use serde::Serialize;
 use sqlx::{Row, SqlitePool};
 use tracing::{info, warn};
 
-use crate::api::{Principal, Role};
+use crate::access::{Principal, Role};
 use crate::model::now_ms;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,19 +58,8 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn principal(&self) -> Principal {
-        Principal {
-            name: self.name.clone(),
-            role: Some(self.role),
-            schools: self.schools.clone().map(Into::into),
-        }
+        Principal::new(&self.name, self.role, self.schools.clone())
     }
-}
-
-pub fn valid_user_name(name: &str) -> bool {
-    (1..=64).contains(&name.chars().count())
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
 }
 
 pub fn parse_role(raw: &str) -> Result<Role, UserError> {
@@ -127,6 +116,13 @@ impl UserStore {
             pool,
             hashing: Arc::new(tokio::sync::Semaphore::new(2)),
         }
+    }
+
+    /// The users table in `pool`, with the users `config` seeds created.
+    pub async fn open(pool: SqlitePool, config: &UsersConfig) -> Result<Self, UserError> {
+        let users = Self::new(pool);
+        users.seed(config).await?;
+        Ok(users)
     }
 
     pub async fn add(
@@ -308,6 +304,11 @@ impl LoginLimiter {
             lockout,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The limiter `[users]` asks for.
+    pub fn from_config(config: &UsersConfig) -> Self {
+        Self::new(config.max_failed_logins, config.lockout)
     }
 
     pub fn max_failures(&self) -> u32 {

@@ -1,6 +1,7 @@
-//! Console sessions: a bounded in-memory table from a random cookie token to the user's
-//! [`Principal`]. The authenticator looks a cookie up here wherever a bearer token would do.
-//! Sessions end at logout, at expiry, or when the gateway restarts.
+//! Console sessions: a bounded in-memory table from a random token to the user's
+//! [`Principal`] (identity storage, next to the users table). The HTTP layer carries the token
+//! in a cookie and looks it up here wherever a bearer token would do; this module knows nothing
+//! of HTTP. Sessions end at logout, at expiry, or when the gateway restarts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use crate::api::Principal;
-
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "cg_session";
+use crate::access::Principal;
 
 struct Session {
     principal: Principal,
@@ -26,6 +24,11 @@ pub struct SessionTable {
 }
 
 impl SessionTable {
+    /// The table `[users]` asks for (session lifetime and bound).
+    pub fn from_config(config: &super::config::UsersConfig) -> Self {
+        Self::new(config.session_ttl, config.max_sessions)
+    }
+
     pub fn new(ttl: Duration, max: usize) -> Self {
         Self {
             ttl,
@@ -93,14 +96,6 @@ impl SessionTable {
     }
 }
 
-/// The value of one cookie in a `Cookie` header.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k == name).then_some(v.trim())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +103,7 @@ mod tests {
     fn user(name: &str) -> Principal {
         Principal {
             name: name.into(),
-            role: Some(crate::api::Role::Operator),
+            role: Some(crate::access::Role::Operator),
             schools: None,
         }
     }
@@ -131,14 +126,5 @@ mod tests {
         table.create(user("c"));
         assert!(table.lookup(&first).is_none());
         assert_eq!(table.lock().len(), 2);
-    }
-
-    #[test]
-    fn cookie_values_are_found_among_others() {
-        assert_eq!(
-            cookie_value("a=1; cg_session=abc; b=2", SESSION_COOKIE),
-            Some("abc")
-        );
-        assert_eq!(cookie_value("cg_sessionx=1", SESSION_COOKIE), None);
     }
 }

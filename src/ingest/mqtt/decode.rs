@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::model::{DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, Value};
+use crate::model::{valid_point, DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, Value};
 
 /// Why a message or a point was rejected. The `as_str` names are metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,17 +107,6 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<(DeviceKey, Topic
         _ => return Err(Reject::BadTopic),
     };
     Ok((DeviceKey::new(school, device), kind))
-}
-
-/// Point names: 1–64 chars of `[A-Za-z0-9_-]`, and not the reserved `ts` or `status`.
-pub fn valid_point(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name != "ts"
-        && name != crate::model::STATUS_POINT
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Earliest and latest accepted device timestamps (2000-01-01 .. 2100-01-01, Unix ms): a device

@@ -41,7 +41,7 @@ pub mod line;
 pub mod sink;
 pub mod spool;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -51,6 +51,7 @@ use tokio::sync::mpsc::{self, error::TrySendError, Receiver};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::model::{now_ms, DurableAck, TaggedReading};
 
@@ -278,6 +279,23 @@ impl Shared {
         self.spooled.notify_one();
         None
     }
+}
+
+/// Starts the sink on `tasks`. It stops when the core drops its sender (after the core has
+/// drained), not on the shutdown signal, so nothing the core forwards is left behind.
+pub fn start(
+    config: &TimeseriesConfig,
+    data_dir: &Path,
+    rx: Receiver<TimeseriesBatch>,
+    stats: &Arc<TimeseriesStats>,
+    tasks: &TaskTracker,
+) {
+    let (config, data_dir, stats) = (config.clone(), data_dir.to_path_buf(), stats.clone());
+    tasks.spawn(async move {
+        if let Err(e) = run(config, data_dir, rx, stats, CancellationToken::new()).await {
+            tracing::error!(error = %e, "time-series sink stopped");
+        }
+    });
 }
 
 /// Runs the sink until `shutdown` is cancelled or `rx` is closed, then flushes or spools what
