@@ -56,6 +56,43 @@ pub struct Metrics {
     pub modbus: Arc<ModbusStats>,
     /// Counters of actions (rendered at scrape, as `modbus_actions_*`).
     pub actions: Arc<ActionStats>,
+    /// When the pipeline core last turned its loop (a stalled core stops beating).
+    pub core_heartbeat: Heartbeat,
+}
+
+/// The time of a task's last loop turn, on the monotonic clock: the task beats, a watchdog
+/// (systemd's, `/readyz`) reads how long ago that was. Cheap enough to beat every turn.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    start: std::time::Instant,
+    /// Milliseconds after `start` of the last beat.
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Heartbeat {
+    pub fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    pub fn beat(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago the last beat was (since creation when it never beat).
+    pub fn age(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
@@ -178,6 +215,7 @@ impl Metrics {
             timeseries: Arc::new(TimeseriesStats::default()),
             modbus: Arc::new(ModbusStats::default()),
             actions: Arc::new(ActionStats::default()),
+            core_heartbeat: Heartbeat::new(),
         }
     }
 
@@ -451,6 +489,21 @@ mod tests {
     fn line(text: &str, prefix: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn a_heartbeat_ages_until_the_next_beat() {
+        let heartbeat = Heartbeat::new();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(heartbeat.age() >= Duration::from_millis(30));
+        heartbeat.beat();
+        assert!(heartbeat.age() < Duration::from_millis(30));
+        // Clones share the beat (the core beats, the watchdog reads).
+        let reader = heartbeat.clone();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(reader.age() >= Duration::from_millis(30));
+        heartbeat.beat();
+        assert!(reader.age() < Duration::from_millis(30));
     }
 
     #[test]

@@ -262,6 +262,8 @@ impl Core {
                 _ = shutdown.cancelled(), if ingest.is_empty() && ingest.sender_strong_count() == 0 => break,
             }
             self.flush().await;
+            // At least once per `tick` even when idle: a core stuck anywhere stops beating.
+            self.metrics.core_heartbeat.beat();
         }
         self.flush().await;
         info!("pipeline core stopped");

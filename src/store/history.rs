@@ -19,8 +19,16 @@ use std::time::Duration;
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
-use super::local::HistoryPoint;
+use serde::Serialize;
+
 use crate::model::{Reading, SensorId, Source, Value};
+
+/// One point of a sensor's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    pub ts: i64,
+    pub value: Value,
+}
 
 const DAY_MS: i64 = 86_400_000;
 /// Days ahead of today that still get a table of their own (device clocks a bit ahead).

@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::history::{HistoryReader, HistoryWriter, Pruned};
+use super::history::{HistoryPoint, HistoryReader, HistoryWriter, Pruned};
 use super::StorageConfig;
 use crate::alarms::{Alarm, AlarmEvent, AlarmState, Transition};
 use crate::metrics::Metrics;
-use crate::model::{now_ms, DurableAck, Reading, Value};
+use crate::model::{now_ms, DurableAck, Reading};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,13 +51,6 @@ pub struct LocalStore {
     history_retention_ms: i64,
     /// The highest journal seq committed, for outbox readers to wait on (see [`super::outbox`]).
     pub(super) outbox_head: Arc<tokio::sync::watch::Sender<i64>>,
-}
-
-/// One point of a sensor's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryPoint {
-    pub ts: i64,
-    pub value: Value,
 }
 
 /// One journaled transition.

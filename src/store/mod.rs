@@ -11,5 +11,6 @@ pub mod outbox;
 pub mod timeseries;
 
 pub use config::StorageConfig;
-pub use local::{start_history, HistoryPoint, JournalEntry, LocalStore, StoreError};
+pub use history::HistoryPoint;
+pub use local::{start_history, JournalEntry, LocalStore, StoreError};
 pub use outbox::{OutboxEntry, OutboxReader};
