@@ -34,6 +34,10 @@
 //! simulator in one process.
 //!
 //! [`run`] starts everything and stops it in order on one shutdown signal.
+//!
+//! `ARCHITECTURE.md` at the repository root is the longer map: the stages, what each folder may
+//! import, every edge with its capacity and full-policy, and one reading's walk from an MQTT
+//! publish to the console and a hazard ticket, naming the function at each step.
 
 pub mod access;
 pub mod actions;

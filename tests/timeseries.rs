@@ -664,7 +664,7 @@ async fn a_full_spool_holds_the_pipeline_back_under_backpressure_and_loses_nothi
     assert_eq!(seen.len() as u64, n);
 }
 
-/// Profiles (measurements) and their points, as in the device profiles of DESIGN.md.
+/// Profiles (measurements) and their points, as in the device profiles of `docs/design.md`.
 const PROFILE_POINTS: [(&str, &[&str]); 6] = [
     (
         "smoke_detector",

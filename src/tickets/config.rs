@@ -143,7 +143,7 @@ fn default_require_after_photo() -> Vec<Grade> {
     vec![Grade::Major]
 }
 
-/// The offices of DESIGN.md: fire and security → 办公室; labs and chemicals → 教育处 with
+/// The offices of `docs/design.md`: fire and security → 办公室; labs and chemicals → 教育处 with
 /// 办公室; food and water → 办公室 with 政宣处.
 pub fn default_routing() -> BTreeMap<Category, String> {
     use Category::*;

@@ -46,7 +46,7 @@ impl Lang {
 }
 
 labelled_enum!(
-    /// Workflow state (DESIGN.md, "Hazard tickets").
+    /// Workflow state (`docs/design.md`, "Hazard tickets").
     State {
         Registered = "registered", "已登记", "registered";
         Rectifying = "rectifying", "整改中", "rectifying";

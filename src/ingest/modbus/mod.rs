@@ -23,17 +23,12 @@
 //! - `connection`: one task per connection: polls, retries, writes between polls.
 //! - `poller`: [`run`] groups devices by connection and starts the tasks.
 //!
-//! Wiring it into the gateway:
-//!
-//! ```ignore
-//! let problems = config.modbus.validate(); // report them all, refuse to start if any
-//! for device in &config.modbus.devices {
-//!     registry.register(device.device_key(), device.device_info()); // profile, building, room
-//! }
-//! let stats = Arc::new(ModbusStats::default()); // render stats.snapshot() in /metrics
-//! let (handle, writes) = modbus::write_channel(); // handle.write(&device, "action") from actions
-//! tokio::spawn(modbus::run(config.modbus, ingest_tx, stats, Some(writes), shutdown));
-//! ```
+//! How the gateway wires it in (`start` in `lib.rs`): `config/` runs
+//! [`ModbusConfig::validate`] with the other checks at load; `crate::actions::start` creates the
+//! write channel ([`write_channel`]) when `[[modbus.actions]]` exist; `start_modbus` in `lib.rs`
+//! spawns [`run`] with the ingest sender, the [`ModbusStats`] that `/metrics` renders and the
+//! write commands; the pipeline core registers each Modbus device (profile, building, room)
+//! like a `[[devices]]` entry.
 //!
 //! Health and faults: a poll fails on a timeout, a refused or failed connection, or an
 //! exception answer; a point that does not decode (NaN, short answer) is counted and left out,
