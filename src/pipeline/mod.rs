@@ -37,6 +37,7 @@ use crate::model::{
     now_ms, ConditionChange, DeviceInfo, DeviceKey, DurableAck, IngestEvent, Reading, SensorId,
     Severity,
 };
+use crate::notify;
 use crate::rules::{PointCheck, RuleEngine};
 use crate::store::local::HistoryBatch;
 use crate::store::timeseries::TimeseriesBatch;
@@ -104,11 +105,12 @@ pub struct CoreOutputs {
     pub actions: Actions,
 }
 
-/// What the core takes in: readings and device events from every source, and the API's
-/// requests.
+/// What the core takes in: readings and device events from every source, the API's
+/// requests, and the notifier's reports (attempts to journal, channel faults).
 pub struct CoreInputs {
     pub ingest: mpsc::Receiver<IngestEvent>,
     pub commands: mpsc::Receiver<Command>,
+    pub notify: mpsc::Receiver<notify::Report>,
 }
 
 /// Builds the core (registers the configured devices, restores open alarms and announced
@@ -123,12 +125,14 @@ pub async fn start(
     tasks: &TaskTracker,
 ) -> Result<(), crate::store::StoreError> {
     let core = Core::new(config, store.clone(), outputs, metrics.clone()).await?;
-    tasks.spawn(core.run(inputs.ingest, inputs.commands, shutdown.clone()));
+    tasks.spawn(core.run(inputs, shutdown.clone()));
     Ok(())
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
 const DRAIN_BATCH: usize = 512;
+/// Notifier reports taken per round: each is a note to journal, so a round stays short.
+const NOTIFY_BATCH: usize = 64;
 
 pub struct Core {
     engine: RuleEngine,
@@ -184,7 +188,11 @@ impl Core {
         // Conditions of devices not registered yet (announced by meta later) wait for them.
         let pending_restore = open
             .iter()
-            .filter(|a| a.condition_active && !crate::actions::is_fault(&a.rule))
+            .filter(|a| {
+                a.condition_active
+                    && !crate::actions::is_fault(&a.rule)
+                    && !notify::is_fault(&a.rule)
+            })
             .filter(|a| !engine.restore_condition(&a.sensor, &a.rule, a.severity))
             .map(|a| (a.sensor.clone(), a.rule.clone(), a.severity))
             .collect();
@@ -224,15 +232,16 @@ impl Core {
     }
 
     /// Runs until every ingest sender is gone (sources stop first at shutdown), then flushes.
-    pub async fn run(
-        mut self,
-        mut ingest: mpsc::Receiver<IngestEvent>,
-        mut commands: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn run(mut self, inputs: CoreInputs, shutdown: CancellationToken) {
+        let CoreInputs {
+            mut ingest,
+            mut commands,
+            mut notify,
+        } = inputs;
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
+        let mut notify_open = true;
         let mut action_results = self.out.actions.take_results();
         loop {
             tokio::select! {
@@ -242,6 +251,18 @@ impl Core {
                     None => commands_open = false,
                 },
                 Some(done) = action_results.recv() => self.action_done(done).await,
+                report = notify.recv(), if notify_open => match report {
+                    Some(report) => {
+                        self.notify_report(report);
+                        for _ in 1..NOTIFY_BATCH {
+                            match notify.try_recv() {
+                                Ok(report) => self.notify_report(report),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => notify_open = false,
+                },
                 event = ingest.recv() => {
                     let Some(event) = event else { break };
                     self.handle_ingest(event);
@@ -413,6 +434,40 @@ impl Core {
         self.record_action(&done, alarm);
     }
 
+    /// A notifier report: a `notified` note on each alarm the attempt named (its state from the
+    /// book when open; an alarm gone from the book is closed), or the change of a channel's
+    /// `notify:<channel>` fault. No I/O: the notes are journaled at the end of the round.
+    fn notify_report(&mut self, report: notify::Report) {
+        let now = now_ms();
+        match report {
+            notify::Report::Attempt { alarms, comment } => {
+                for snapshot in alarms {
+                    let alarm = match self.book.get(snapshot.id) {
+                        Some(open) => open.clone(),
+                        None => Alarm {
+                            state: crate::alarms::AlarmState::Cleared,
+                            ..snapshot
+                        },
+                    };
+                    self.pending.push(AlarmEvent {
+                        transition: crate::alarms::Transition::Notified,
+                        at: now,
+                        user: crate::alarms::SYSTEM_USER.to_string(),
+                        comment: Some(comment.clone()),
+                        false_alarm: false,
+                        alarm,
+                    });
+                }
+            }
+            notify::Report::Channel { channel, failure } => {
+                let change = notify::fault_change(&channel, failure.as_deref(), now);
+                if let Some(event) = self.book.apply(&change, now, false) {
+                    self.pending.push(event);
+                }
+            }
+        }
+    }
+
     fn record_action(&mut self, done: &ActionDone, alarm: Alarm) {
         let now = now_ms();
         let (note, fault) = crate::actions::outcome(done, alarm, now);
@@ -441,6 +496,10 @@ impl Core {
                 let event = Arc::new(event);
                 // No receivers is fine (nobody watching).
                 let _ = self.out.alarm_stream.send(event.clone());
+                // Notes about notifications stay off the MQTT copy: its queue is for alarms.
+                if event.transition == crate::alarms::Transition::Notified {
+                    continue;
+                }
                 if let Some(mqtt) = &self.out.alarm_mqtt {
                     if mqtt.try_send(event).is_err() {
                         self.metrics.alarm_publish_dropped.inc();
