@@ -706,6 +706,72 @@ channels = []
         assert!(!format!("{:?}", c.channels[0]).contains("TOPSECRET"));
     }
 
+    /// The `[notify]` section of the documented example with its commented examples switched
+    /// on (variables replaced by values, so nothing depends on the environment).
+    fn example_switched_on() -> String {
+        let example = include_str!("../../config/gateway.example.toml");
+        let section = &example[example.find("\n[notify]").unwrap_or_else(|| panic!("no [notify]"))..];
+        let key = |l: &str| {
+            l.starts_with("[[notify.")
+                || l.split_once(" = ")
+                    .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        };
+        section
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if key(rest) => rest.to_string(),
+                _ => l.to_string(),
+            })
+            .map(|l| {
+                if l.starts_with("url_env") {
+                    "url = \"https://robot.example/send?key=k\"".to_string()
+                } else if l.starts_with("secret_env") {
+                    "secret = \"s\"".to_string()
+                } else if l.starts_with("password_env") {
+                    String::new()
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_documented_example_with_its_routes_switched_on_is_valid() {
+        #[derive(Deserialize)]
+        struct File {
+            notify: NotifyConfig,
+        }
+        let text = example_switched_on();
+        let file: File = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c = file.notify;
+        // password_env is dropped with its variable, so its username is left alone: fine.
+        assert_eq!(c.validate(), Vec::<String>::new(), "{text}");
+        assert_eq!(c.channels.len(), 5);
+        let kinds: Vec<&str> = c.channels.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(kinds, ["dingtalk", "wecom", "feishu", "webhook", "email"]);
+        let steps: Vec<(Vec<AlarmClass>, u64)> = c
+            .routes
+            .iter()
+            .map(|r| (r.classes.clone(), r.after.as_secs()))
+            .collect();
+        use AlarmClass::*;
+        assert_eq!(
+            steps,
+            [
+                (vec![Fire, Gas], 0),
+                (vec![Fire, Gas], 60),
+                (vec![Fire, Gas], 180),
+                (vec![Supervisory], 600),
+                (vec![Fault], 0),
+            ]
+        );
+        assert_eq!(c.routes[4].digest, Some(Duration::from_secs(3600)));
+        assert_eq!(c.ticket_routes.len(), 2);
+        assert_eq!(c.digest_minute(), Some(8 * 60));
+    }
+
     #[test]
     fn unknown_keys_and_kinds_are_refused() {
         assert!(toml::from_str::<NotifyConfig>("bogus = 1").is_err());
