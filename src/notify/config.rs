@@ -710,11 +710,14 @@ channels = []
     /// on (variables replaced by values, so nothing depends on the environment).
     fn example_switched_on() -> String {
         let example = include_str!("../../config/gateway.example.toml");
-        let section = &example[example.find("\n[notify]").unwrap_or_else(|| panic!("no [notify]"))..];
+        let section = &example[example
+            .find("\n[notify]")
+            .unwrap_or_else(|| panic!("no [notify]"))..];
         let key = |l: &str| {
             l.starts_with("[[notify.")
-                || l.split_once(" = ")
-                    .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                || l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
         };
         section
             .lines()
