@@ -244,6 +244,20 @@ impl Config {
             self.http.listen,
             self.http.tokens.len()
         ));
+        if self.notify.enabled() {
+            out.push_str(&format!(
+                "notify: {} channel(s) ({}), {} escalation step(s), {} ticket route(s)\n",
+                self.notify.channels.len(),
+                self.notify
+                    .channels
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.kind.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.notify.routes.len(),
+                self.notify.ticket_routes.len()
+            ));
+        }
         out
     }
 }

@@ -131,8 +131,9 @@ pub async fn start(
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
 const DRAIN_BATCH: usize = 512;
-/// Notifier reports taken per round: each is a note to journal, so a round stays short.
-const NOTIFY_BATCH: usize = 64;
+/// Notification notes taken per round (a summary's report names many alarms), so a round, and
+/// the alarms raised in the next one, stay short.
+const NOTES_PER_ROUND: usize = 256;
 
 pub struct Core {
     engine: RuleEngine,
@@ -145,6 +146,9 @@ pub struct Core {
     tick: Duration,
     /// Transitions waiting to be journaled and broadcast at the end of this round.
     pending: Vec<AlarmEvent>,
+    /// `notified` notes, journaled after the round's transitions (never in their transaction,
+    /// so a burst of notes does not delay an alarm).
+    notes: Vec<AlarmEvent>,
     /// Restored alarm conditions whose device has not registered yet.
     pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
@@ -213,6 +217,7 @@ impl Core {
             metrics,
             tick: config.tick,
             pending: Vec::new(),
+            notes: Vec::new(),
             pending_restore,
             changes: Vec::new(),
             history_batch: HistoryBatch::default(),
@@ -254,7 +259,7 @@ impl Core {
                 report = notify.recv(), if notify_open => match report {
                     Some(report) => {
                         self.notify_report(report);
-                        for _ in 1..NOTIFY_BATCH {
+                        while self.notes.len() < NOTES_PER_ROUND {
                             match notify.try_recv() {
                                 Ok(report) => self.notify_report(report),
                                 Err(_) => break,
@@ -449,7 +454,7 @@ impl Core {
                             ..snapshot
                         },
                     };
-                    self.pending.push(AlarmEvent {
+                    self.notes.push(AlarmEvent {
                         transition: crate::alarms::Transition::Notified,
                         at: now,
                         user: crate::alarms::SYSTEM_USER.to_string(),
@@ -496,15 +501,21 @@ impl Core {
                 let event = Arc::new(event);
                 // No receivers is fine (nobody watching).
                 let _ = self.out.alarm_stream.send(event.clone());
-                // Notes about notifications stay off the MQTT copy: its queue is for alarms.
-                if event.transition == crate::alarms::Transition::Notified {
-                    continue;
-                }
                 if let Some(mqtt) = &self.out.alarm_mqtt {
                     if mqtt.try_send(event).is_err() {
                         self.metrics.alarm_publish_dropped.inc();
                     }
                 }
+            }
+        }
+        if !self.notes.is_empty() {
+            // After the round's alarms are out; on the stream (the alarm's page shows them),
+            // not on the MQTT copy (its queue is for alarms).
+            let notes = std::mem::take(&mut self.notes);
+            self.journal(&notes).await;
+            for note in notes {
+                self.metrics.alarm_journaled(&note);
+                let _ = self.out.alarm_stream.send(Arc::new(note));
             }
         }
         if let Some(ts) = &self.out.timeseries {
