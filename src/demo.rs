@@ -1,4 +1,5 @@
-//! `campusguard demo`: embedded broker + gateway + simulator in one process, on the embedded
+//! `campusguard demo`: embedded broker + gateway + simulator in one process (and a webhook
+//! receiver that prints the notifications the gateway sends it), on the embedded
 //! defaults of `config/demo.toml`. The simulated campus announces its devices over retained
 //! `meta`, so the gateway learns them like real ones; the simulator's demo schedule
 //! ([`ScheduledScenario::demo_schedule`]) makes alarms appear within the first minute.
@@ -64,6 +65,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Err(e) => warn!(%addr, error = %e, "cannot serve the simulated Modbus cabinets"),
         }
     }
+    // The demo's notification receiver: prints what the gateway sends to its webhook channels
+    // (a taken port only costs the demo its printout).
+    for channel in &config.notify.channels {
+        if channel.kind != crate::notify::ChannelKind::Webhook {
+            continue;
+        }
+        let Some(addr) = channel
+            .resolved_url()
+            .and_then(|u| reqwest::Url::parse(&u).ok())
+            .and_then(|u| u.socket_addrs(|| None).ok())
+            .and_then(|a| a.first().copied())
+            .filter(|a| a.ip().is_loopback())
+        else {
+            continue;
+        };
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let stop = shutdown.child_token();
+                tokio::spawn(print_notifications(listener, stop));
+            }
+            Err(e) => warn!(%addr, error = %e, "cannot start the demo's notification receiver"),
+        }
+    }
     let logins: Vec<(String, String, &'static str)> = config
         .users
         .seed
@@ -97,8 +121,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .map(|s| format!("{} at {} s", s.scenario, s.after.as_secs()))
         .collect();
     println!("  scenarios: {}", scenarios.join(", "));
+    println!("  notifications: printed below as the demo's webhook receives them");
     shutdown.cancelled().await;
     let _ = tokio::time::timeout(Duration::from_secs(3), sim_task).await;
     let _ = tokio::time::timeout(crate::SHUTDOWN_DEADLINE, gateway.wait()).await;
     Ok(())
+}
+
+/// Serves the demo's webhook: prints each notification's text, indented, until `stop`.
+async fn print_notifications(listener: tokio::net::TcpListener, stop: CancellationToken) {
+    use axum::routing::post;
+    async fn receive(body: axum::Json<serde_json::Value>) -> &'static str {
+        let text = body["notification"]["text"].as_str().unwrap_or_default();
+        let mut lines = text.lines();
+        println!("\n通知 ← {}", lines.next().unwrap_or_default());
+        for line in lines {
+            println!("         {line}");
+        }
+        "ok"
+    }
+    let app = axum::Router::new().route("/{*path}", post(receive));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        warn!(error = %e, "the demo's notification receiver stopped");
+    }
 }

@@ -21,6 +21,10 @@
 //!   time-series sink (InfluxDB v2/v1 with a disk spool).
 //! - [`tickets`]: hazard tickets — alarm → ticket policies, the rectification workflow,
 //!   the ledger export (SQLite or PostgreSQL).
+//! - [`notify`]: notifications — reads alarm transitions from the outbox and escalates
+//!   unacknowledged alarms step by step to WeCom / DingTalk / Feishu robots, e-mail and
+//!   webhooks (durable delivery table, rate limits, coalescing), and ticket events; every
+//!   attempt is journaled on its alarm.
 //! - [`api`]: HTTP (axum): health, metrics, alarms with an SSE stream, devices, sensors,
 //!   drills, tickets, and the web console.
 //! - [`access`]: identity — roles, the caller ([`Principal`](access::Principal)) and its
@@ -50,6 +54,7 @@ pub mod drills;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod rules;
 pub mod store;
@@ -83,6 +88,8 @@ pub enum StartError {
     Mqtt(String),
     #[error(transparent)]
     Http(#[from] api::ListenError),
+    #[error("notifications: {0}")]
+    Notify(String),
 }
 
 /// A started gateway: where it listens, its metrics, and the handle to wait for it.
@@ -110,6 +117,9 @@ const TIMESERIES_CAPACITY: usize = 64;
 const ALARM_MQTT_CAPACITY: usize = 1024;
 /// Core → drill stream, in events. Drills start and end by hand: a small buffer is plenty.
 const DRILL_STREAM_CAPACITY: usize = 64;
+/// Notifier → core reports (notes to journal, channel faults). Each is one delivery attempt,
+/// and attempts are paced by the channels' rate limits: a few hundred is plenty.
+const NOTIFY_REPORT_CAPACITY: usize = 256;
 
 /// Starts the gateway. It runs until `shutdown` is cancelled; then ingest stops first, the
 /// core drains, the history writer flushes, and the HTTP server closes.
@@ -150,6 +160,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         bounded_if(config.alarms.publish_mqtt, ALARM_MQTT_CAPACITY);
     // core → drill stream (broadcast): like the alarm stream.
     let (drill_stream, _) = broadcast::channel(DRILL_STREAM_CAPACITY);
+    // alarm outbox → notifier: its own durable cursor (opened here, before the core starts, so
+    // it sees every transition); it reads at its own pace and never holds the core up.
+    let notifier = notify::open(&config.notify, &store).await?;
+    // notifier → core (attempts to journal as `notified` notes, `notify:<channel>` faults): a
+    // sender waits when it is full — its delivery is already recorded in the delivery table;
+    // only the note waits. The core takes at most a few dozen per round.
+    let (notify_tx, notify_rx) = mpsc::channel(NOTIFY_REPORT_CAPACITY);
 
     // The stages, in the order a reading flows. MQTT takes the last ingest sender: the core
     // ends once every source has stopped and it has drained the channel.
@@ -167,6 +184,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let inputs = pipeline::CoreInputs {
         ingest: ingest_rx,
         commands: command_rx,
+        notify: notify_rx,
     };
     let outputs = pipeline::CoreOutputs {
         history: history_tx,
@@ -185,6 +203,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         store::timeseries::start(&config.timeseries, dir, rx, &metrics.timeseries, &tasks);
     }
     tickets::start(&tickets, alarms_to_tickets, &shutdown, &tasks);
+    if let Some(notifier) = notifier {
+        let context = notify_context(&config, &tickets);
+        notifier
+            .start(context, notify_tx, &metrics, &shutdown, &tasks)
+            .map_err(StartError::Notify)?;
+    }
     let sessions = users::sessions::SessionTable::from_config(&config.users);
     let state = api::AppState {
         commands: command_tx,
@@ -241,6 +265,35 @@ fn start_modbus(
         ));
     }
     actions
+}
+
+/// What the notifier reads besides `[notify]`: profiles, the configured devices, tickets.
+fn notify_context(config: &Config, tickets: &tickets::Tickets) -> notify::Context {
+    let devices = config
+        .devices
+        .iter()
+        .map(|d| {
+            let info = model::DeviceInfo {
+                profile: Some(d.profile.clone()),
+                building: d.building.clone(),
+                room: d.room.clone(),
+                name: d.name.clone(),
+            };
+            (model::DeviceKey::new(&d.school, &d.id), info)
+        })
+        .chain(
+            config
+                .modbus
+                .devices
+                .iter()
+                .map(|d| (d.device_key(), d.device_info())),
+        )
+        .collect();
+    notify::Context {
+        profiles: Arc::new(config.profiles.clone()),
+        devices,
+        tickets: tickets.clone(),
+    }
 }
 
 /// The core's slice of the configuration.

@@ -1,4 +1,4 @@
-//! The `campusguard` command: `run`, `demo`, `check`, `users`, `tickets export`.
+//! The `campusguard` command: `run`, `demo`, `check`, `users`, `tickets export`, `notify test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,23 @@ enum Command {
     Tickets {
         #[command(subcommand)]
         command: TicketsCommand,
+    },
+    /// Notifications.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a test message on one channel of [[notify.channels]] and print the answer.
+    Test {
+        /// The channel's `name`.
+        #[arg(long)]
+        channel: String,
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -177,6 +194,27 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("campusguard users: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Notify {
+            command: NotifyCommand::Test { channel, config },
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            let Some(runtime) = runtime(Threads::One) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(campusguard::notify::cli::test(&cfg.notify, &channel)) {
+                Ok(answer) => {
+                    println!("{channel}: delivered ({answer})");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("{channel}: {why}");
                     ExitCode::FAILURE
                 }
             }

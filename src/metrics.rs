@@ -33,6 +33,8 @@ pub struct Metrics {
     rejected: HashMap<Reject, Counter>,
     alarms_raised: HashMap<AlarmClass, Counter>,
     alarm_transitions: Counter,
+    /// Notifications by channel and result (sent, retry, rate_limited, failed).
+    notifications: Family<Labels, Counter>,
     /// What the rules engine did with the readings it was given (its [`EngineStats`]).
     rules_readings: RulesReadings,
     pub unregistered_readings: Counter,
@@ -140,6 +142,14 @@ impl Metrics {
             })
             .collect();
 
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by channel and result: sent, retry (failed, tried again), \
+             rate_limited (the channel said too fast), failed (given up or refused)",
+            notifications.clone(),
+        );
+
         let rules_family = Family::<Labels, Gauge>::default();
         registry.register(
             "rules_readings",
@@ -203,6 +213,7 @@ impl Metrics {
             rejected,
             alarms_raised,
             alarm_transitions,
+            notifications,
             rules_readings,
             unregistered_readings,
             alarm_publish_dropped,
@@ -336,6 +347,19 @@ impl Metrics {
             if let Some(c) = self.alarms_raised.get(&event.alarm.class) {
                 c.inc();
             }
+        }
+    }
+
+    /// Counts `n` notifications of `channel` with `result` (one label set per configured
+    /// channel and result: low cardinality).
+    pub fn notification(&self, channel: &str, result: &str, n: u64) {
+        if n > 0 {
+            self.notifications
+                .get_or_create(&vec![
+                    ("channel".into(), channel.into()),
+                    ("result".into(), result.into()),
+                ])
+                .inc_by(n);
         }
     }
 

@@ -24,10 +24,27 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
         .env("CAMPUSGUARD_MQTT__URL", format!("mqtt://127.0.0.1:{mqtt}"))
         .env("CAMPUSGUARD_STORAGE__DATA_DIR", dir.path())
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // What the demo prints, among it the notifications its webhook receiver gets.
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let printed = printed.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut p = printed.lock().unwrap();
+                p.push_str(&line);
+                p.push('\n');
+            }
+        });
+    }
     let started = Instant::now();
     let url = format!("http://127.0.0.1:{http}/api/v1/alarms");
     let mut seen = (false, false);
@@ -41,6 +58,12 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
             seen.0 |= a["class"] == "fire" && a["sensor"] == "xhsy/heat-a201/temp_c";
             seen.1 |= a["class"] == "fault" && a["rule"] == "offline";
         }
+    }
+    // The fire was notified to the demo's receiver, which printed it.
+    let notified = Instant::now() + Duration::from_secs(10);
+    while !printed.lock().unwrap().contains("通知 ← 【火警】") && Instant::now() < notified
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let elapsed = started.elapsed();
     // SIGTERM: a clean, bounded shutdown.
@@ -56,6 +79,12 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let printed = printed.lock().unwrap().clone();
+    assert!(
+        printed.contains("通知 ← 【火警】")
+            && printed.contains("查看并确认：http://127.0.0.1:8080/#/alarms/"),
+        "the demo printed no fire notification:\n{printed}"
+    );
     assert!(
         seen.0,
         "no fire alarm from the fire scenario within {elapsed:?}"

@@ -6,6 +6,8 @@
 //
 //   CG.view("lab", {
 //     roles: { lab_manager: 1, operator: 2 },  // who sees the tab, and its place (1 = landing)
+//     route: /^alarms\/(\d+)$/,               // or: a page of its own, no tab, shown for a
+//                                              // matching #/… (captures in CG.state.params)
 //     init() {},        // once, after login, before the first view is shown
 //     show() {},        // the view became visible, or the language changed: render it
 //     alarms() {},      // the open alarms (CG.state.alarms) changed while the view is visible
@@ -59,7 +61,7 @@
   }
   async function api(path, options) {
     const resp = await fetch(path, Object.assign({ credentials: "same-origin" }, options || {}));
-    if (resp.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
+    if (resp.status === 401) { toLogin(); throw new Error("not logged in"); }
     let body = null;
     try { body = await resp.json(); } catch (e) { body = null; }
     if (!resp.ok) {
@@ -68,6 +70,12 @@
       throw err;
     }
     return body;
+  }
+  // The login page, which comes back here afterwards (a link from a notification opens the
+  // alarm's page even when the phone was not logged in).
+  function toLogin() {
+    const here = location.pathname + location.search + location.hash;
+    location.href = here === "/" ? "/login" : "/login?next=" + encodeURIComponent(here);
   }
   function post(path, body) {
     return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
@@ -170,8 +178,15 @@
   }
   function route() {
     const wanted = (location.hash || "").replace(/^#\//, "");
-    const view = views().includes(wanted) ? wanted : views()[0];
+    for (const [name, def] of registered) {
+      const m = def.route && wanted.match(def.route);
+      if (m) { showView(name, m.slice(1)); return; }
+    }
+    showView(views().includes(wanted) ? wanted : views()[0], []);
+  }
+  function showView(view, params) {
     state.view = view;
+    state.params = params;
     document.querySelectorAll(".view").forEach((s) => { s.hidden = s.id !== "view-" + view; });
     document.body.dataset.view = view;
     renderTabs();

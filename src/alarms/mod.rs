@@ -128,6 +128,10 @@ pub enum Transition {
     /// An action the alarm's rule names ran (or failed: see the comment). A journal
     /// note: the alarm itself did not change.
     Action,
+    /// A notification attempt about the alarm (channel, step and result in the comment). A
+    /// journal note: the alarm itself did not change. Consumers of the outbox that act on
+    /// transitions (tickets, notifications) ignore it, so notifying never feeds back.
+    Notified,
 }
 
 impl Transition {
@@ -144,7 +148,14 @@ impl Transition {
             Transition::Shelved => "shelved",
             Transition::Unshelved => "unshelved",
             Transition::Action => "action",
+            Transition::Notified => "notified",
         }
+    }
+
+    /// A note journaled on the alarm (an action ran, a notification went out): the alarm's
+    /// state is not changed by it.
+    pub fn is_note(self) -> bool {
+        matches!(self, Transition::Action | Transition::Notified)
     }
 }
 

@@ -52,12 +52,14 @@ const ASSETS: &[Asset] = assets![
     "i18n/bureau.js",
     "i18n/control.js",
     "i18n/lab.js",
+    "i18n/alarm.js",
     "i18n/school.js",
     "i18n/tickets.js",
     "views/bureau.js",
     "views/control.js",
     "views/lab.js",
     "views/school.js",
+    "views/alarm.js",
 ];
 
 /// The content type of an asset, from its extension.

@@ -22,6 +22,7 @@ use crate::broker::BrokerConfig;
 use crate::ingest::modbus::ModbusConfig;
 use crate::ingest::mqtt::MqttConfig;
 use crate::model::valid_name;
+use crate::notify::NotifyConfig;
 use crate::pipeline::{DeviceConfig, PipelineConfig};
 use crate::rules::{ProfileSet, RulesConfig};
 use crate::store::timeseries::{TimeseriesConfig, TimeseriesKind};
@@ -60,6 +61,8 @@ pub struct Config {
     pub users: UsersConfig,
     #[serde(default)]
     pub tickets: TicketsConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -148,6 +151,7 @@ impl Config {
         problems.extend(self.pipeline.validate());
         problems.extend(self.rules.validate());
         problems.extend(self.alarms.validate());
+        problems.extend(self.notify.validate());
         let mut seen = HashSet::new();
         for device in &self.devices {
             let key = format!("{}/{}", device.school, device.id);
@@ -240,6 +244,20 @@ impl Config {
             self.http.listen,
             self.http.tokens.len()
         ));
+        if self.notify.enabled() {
+            out.push_str(&format!(
+                "notify: {} channel(s) ({}), {} escalation step(s), {} ticket route(s)\n",
+                self.notify.channels.len(),
+                self.notify
+                    .channels
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.kind.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.notify.routes.len(),
+                self.notify.ticket_routes.len()
+            ));
+        }
         out
     }
 }

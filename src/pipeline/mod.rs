@@ -37,6 +37,7 @@ use crate::model::{
     now_ms, ConditionChange, DeviceInfo, DeviceKey, DurableAck, IngestEvent, Reading, SensorId,
     Severity,
 };
+use crate::notify;
 use crate::rules::{PointCheck, RuleEngine};
 use crate::store::local::HistoryBatch;
 use crate::store::timeseries::TimeseriesBatch;
@@ -104,11 +105,12 @@ pub struct CoreOutputs {
     pub actions: Actions,
 }
 
-/// What the core takes in: readings and device events from every source, and the API's
-/// requests.
+/// What the core takes in: readings and device events from every source, the API's
+/// requests, and the notifier's reports (attempts to journal, channel faults).
 pub struct CoreInputs {
     pub ingest: mpsc::Receiver<IngestEvent>,
     pub commands: mpsc::Receiver<Command>,
+    pub notify: mpsc::Receiver<notify::Report>,
 }
 
 /// Builds the core (registers the configured devices, restores open alarms and announced
@@ -123,12 +125,15 @@ pub async fn start(
     tasks: &TaskTracker,
 ) -> Result<(), crate::store::StoreError> {
     let core = Core::new(config, store.clone(), outputs, metrics.clone()).await?;
-    tasks.spawn(core.run(inputs.ingest, inputs.commands, shutdown.clone()));
+    tasks.spawn(core.run(inputs, shutdown.clone()));
     Ok(())
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
 const DRAIN_BATCH: usize = 512;
+/// Notification notes taken per round (a summary's report names many alarms), so a round, and
+/// the alarms raised in the next one, stay short.
+const NOTES_PER_ROUND: usize = 256;
 
 pub struct Core {
     engine: RuleEngine,
@@ -141,6 +146,9 @@ pub struct Core {
     tick: Duration,
     /// Transitions waiting to be journaled and broadcast at the end of this round.
     pending: Vec<AlarmEvent>,
+    /// `notified` notes, journaled after the round's transitions (never in their transaction,
+    /// so a burst of notes does not delay an alarm).
+    notes: Vec<AlarmEvent>,
     /// Restored alarm conditions whose device has not registered yet.
     pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
@@ -184,7 +192,11 @@ impl Core {
         // Conditions of devices not registered yet (announced by meta later) wait for them.
         let pending_restore = open
             .iter()
-            .filter(|a| a.condition_active && !crate::actions::is_fault(&a.rule))
+            .filter(|a| {
+                a.condition_active
+                    && !crate::actions::is_fault(&a.rule)
+                    && !notify::is_fault(&a.rule)
+            })
             .filter(|a| !engine.restore_condition(&a.sensor, &a.rule, a.severity))
             .map(|a| (a.sensor.clone(), a.rule.clone(), a.severity))
             .collect();
@@ -205,6 +217,7 @@ impl Core {
             metrics,
             tick: config.tick,
             pending: Vec::new(),
+            notes: Vec::new(),
             pending_restore,
             changes: Vec::new(),
             history_batch: HistoryBatch::default(),
@@ -224,15 +237,16 @@ impl Core {
     }
 
     /// Runs until every ingest sender is gone (sources stop first at shutdown), then flushes.
-    pub async fn run(
-        mut self,
-        mut ingest: mpsc::Receiver<IngestEvent>,
-        mut commands: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn run(mut self, inputs: CoreInputs, shutdown: CancellationToken) {
+        let CoreInputs {
+            mut ingest,
+            mut commands,
+            mut notify,
+        } = inputs;
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
+        let mut notify_open = true;
         let mut action_results = self.out.actions.take_results();
         loop {
             tokio::select! {
@@ -242,6 +256,18 @@ impl Core {
                     None => commands_open = false,
                 },
                 Some(done) = action_results.recv() => self.action_done(done).await,
+                report = notify.recv(), if notify_open => match report {
+                    Some(report) => {
+                        self.notify_report(report);
+                        while self.notes.len() < NOTES_PER_ROUND {
+                            match notify.try_recv() {
+                                Ok(report) => self.notify_report(report),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => notify_open = false,
+                },
                 event = ingest.recv() => {
                     let Some(event) = event else { break };
                     self.handle_ingest(event);
@@ -413,6 +439,40 @@ impl Core {
         self.record_action(&done, alarm);
     }
 
+    /// A notifier report: a `notified` note on each alarm the attempt named (its state from the
+    /// book when open; an alarm gone from the book is closed), or the change of a channel's
+    /// `notify:<channel>` fault. No I/O: the notes are journaled at the end of the round.
+    fn notify_report(&mut self, report: notify::Report) {
+        let now = now_ms();
+        match report {
+            notify::Report::Attempt { alarms, comment } => {
+                for snapshot in alarms {
+                    let alarm = match self.book.get(snapshot.id) {
+                        Some(open) => open.clone(),
+                        None => Alarm {
+                            state: crate::alarms::AlarmState::Cleared,
+                            ..snapshot
+                        },
+                    };
+                    self.notes.push(AlarmEvent {
+                        transition: crate::alarms::Transition::Notified,
+                        at: now,
+                        user: crate::alarms::SYSTEM_USER.to_string(),
+                        comment: Some(comment.clone()),
+                        false_alarm: false,
+                        alarm,
+                    });
+                }
+            }
+            notify::Report::Channel { channel, failure } => {
+                let change = notify::fault_change(&channel, failure.as_deref(), now);
+                if let Some(event) = self.book.apply(&change, now, false) {
+                    self.pending.push(event);
+                }
+            }
+        }
+    }
+
     fn record_action(&mut self, done: &ActionDone, alarm: Alarm) {
         let now = now_ms();
         let (note, fault) = crate::actions::outcome(done, alarm, now);
@@ -446,6 +506,16 @@ impl Core {
                         self.metrics.alarm_publish_dropped.inc();
                     }
                 }
+            }
+        }
+        if !self.notes.is_empty() {
+            // After the round's alarms are out; on the stream (the alarm's page shows them),
+            // not on the MQTT copy (its queue is for alarms).
+            let notes = std::mem::take(&mut self.notes);
+            self.journal(&notes).await;
+            for note in notes {
+                self.metrics.alarm_journaled(&note);
+                let _ = self.out.alarm_stream.send(Arc::new(note));
             }
         }
         if let Some(ts) = &self.out.timeseries {

@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use super::history::{HistoryPoint, HistoryReader, HistoryWriter, Pruned};
 use super::StorageConfig;
-use crate::alarms::{Alarm, AlarmEvent, AlarmState, Transition};
+use crate::alarms::{Alarm, AlarmEvent, AlarmState};
 use crate::metrics::Metrics;
 use crate::model::{now_ms, DurableAck, Reading};
 
@@ -171,8 +171,9 @@ impl LocalStore {
                 id: alarm.id as i64,
                 reason: e.to_string(),
             };
-            // An `action` note does not change the alarm (and may come after it closed).
-            if event.transition != Transition::Action {
+            // A note (`action`, `notified`) does not change the alarm (and may come after it
+            // closed).
+            if !event.transition.is_note() {
                 let doc = serde_json::to_string(alarm).map_err(corrupt)?;
                 sqlx::query(
                 "INSERT INTO alarms (id, sensor, rule, school, class, state, raised_at, updated_at, doc) \

@@ -75,6 +75,8 @@ pub fn decide(event: &AlarmEvent, fire_false_alarm_ticket: bool) -> Decision {
         return Decision::Nothing;
     }
     match event.transition {
+        // A note about a notification changes nothing the policy looks at.
+        Transition::Notified => Decision::Nothing,
         Transition::Raised | Transition::Reraised => Decision::Raise,
         Transition::Reset
             if event.false_alarm && alarm.class == AlarmClass::Fire && fire_false_alarm_ticket =>
@@ -386,6 +388,13 @@ mod tests {
                 AlarmState::Cleared,
                 true,
                 Decision::Inactive,
+            ),
+            (
+                Notified,
+                AlarmClass::Fire,
+                AlarmState::Cleared,
+                false,
+                Decision::Nothing,
             ),
         ];
         for (transition, class, state, false_alarm, expected) in cases {

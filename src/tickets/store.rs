@@ -647,6 +647,65 @@ impl TicketStore {
             .map_err(db)
     }
 
+    /// Audit records written at or after `since` (Unix ms), oldest first, with their ticket
+    /// number; at most `limit`. Readers that follow the trail with a cursor of their own (the
+    /// notifier) use this.
+    pub async fn history_since(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, HistoryEntry)>, TicketError> {
+        let rows = sqlx::query(
+            "SELECT ticket_id, version, happened_at, actor, action, changes, comment \
+             FROM ticket_history WHERE happened_at >= $1 \
+             ORDER BY happened_at, ticket_id, version LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let changes: String = r.try_get(5).map_err(db)?;
+                Ok((
+                    r.try_get(0).map_err(db)?,
+                    HistoryEntry {
+                        version: r.try_get(1).map_err(db)?,
+                        at: r.try_get(2).map_err(db)?,
+                        actor: r.try_get(3).map_err(db)?,
+                        action: r.try_get(4).map_err(db)?,
+                        changes: serde_json::from_str(&changes).unwrap_or(serde_json::Value::Null),
+                        comment: r.try_get(6).map_err(db)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Per school: tickets not yet closed, and of those the overdue ones at `now`.
+    pub async fn open_counts(&self, now: i64) -> Result<Vec<(String, i64, i64)>, TicketError> {
+        let rows = sqlx::query(
+            "SELECT school, COUNT(*), \
+             SUM(CASE WHEN state IN ('registered', 'rectifying', 'deferred') \
+                 AND deadline_at IS NOT NULL AND deadline_at < $1 THEN 1 ELSE 0 END) \
+             FROM tickets WHERE state <> 'closed' GROUP BY school ORDER BY school",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(db)?,
+                    r.try_get(1).map_err(db)?,
+                    r.try_get::<Option<i64>, _>(2).map_err(db)?.unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
     /// Drops a PostgreSQL schema (test clean-up).
     pub async fn drop_schema(&self, schema: &str) -> Result<(), TicketError> {
         self.pool
