@@ -4,11 +4,15 @@
 //! [`MAX_DRILL_DURATION`] ahead) and the core ends it on its tick once it passes.
 //!
 //! [`DrillBook`] is pure state (no I/O), owned by the core like the alarm book; the core
-//! stores every change in the local store before it broadcasts it.
+//! stores every change in the local store before it broadcasts it. A drill's `until` is wall
+//! time (shown, stored, checked when it starts); when it ends is decided on the monotonic clock,
+//! so a wall-clock jump neither ends a drill early nor makes it hide real fires for longer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 /// The longest a drill may run; a forgotten drill must not hide real fires for days.
 pub const MAX_DRILL_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -96,12 +100,18 @@ pub enum DrillError {
 #[derive(Debug, Default)]
 pub struct DrillBook {
     active: Vec<Drill>,
+    /// When each drill ends, on the monotonic clock. Drills restored from the store get theirs
+    /// at the first [`DrillBook::expire`] (from the time left on their `until` then).
+    deadlines: HashMap<u64, Instant>,
 }
 
 impl DrillBook {
     /// From the store's unexpired drills (expired ones end at the first tick).
     pub fn restore(active: Vec<Drill>) -> Self {
-        Self { active }
+        Self {
+            active,
+            deadlines: HashMap::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -131,8 +141,10 @@ impl DrillBook {
         Ok(())
     }
 
-    /// Adds a drill the store has given an id.
-    pub fn insert(&mut self, drill: Drill) {
+    /// Adds a drill the store has given an id; it ends `until - now_ms` after `now`.
+    pub fn insert(&mut self, drill: Drill, now_ms: i64, now: Instant) {
+        self.deadlines
+            .insert(drill.id, deadline(&drill, now_ms, now));
         self.active.push(drill);
     }
 
@@ -156,6 +168,7 @@ impl DrillBook {
             .position(|d| d.id == id)
             .ok_or(DrillError::NotFound(id))?;
         let mut drill = self.active.swap_remove(at);
+        self.deadlines.remove(&id);
         drill.ended_at = Some(now_ms);
         drill.ended_by = Some(by.to_string());
         Ok(DrillEvent {
@@ -164,19 +177,31 @@ impl DrillBook {
         })
     }
 
-    /// Ends every drill whose expiry has passed (ended at its `until`).
-    pub fn expire(&mut self, now_ms: i64) -> Vec<DrillEvent> {
-        if self.active.iter().all(|d| d.until > now_ms) {
+    /// Ends every drill whose time is up on the monotonic clock (`now`); it is recorded as
+    /// ended at its `until`, or at `now_ms` if the wall clock is behind that.
+    pub fn expire(&mut self, now_ms: i64, now: Instant) -> Vec<DrillEvent> {
+        for drill in &self.active {
+            self.deadlines
+                .entry(drill.id)
+                .or_insert_with(|| deadline(drill, now_ms, now));
+        }
+        let due = |d: &Drill, deadlines: &HashMap<u64, Instant>| {
+            deadlines.get(&d.id).is_some_and(|end| *end <= now)
+        };
+        if !self.active.iter().any(|d| due(d, &self.deadlines)) {
             return Vec::new();
         }
         let (expired, active): (Vec<Drill>, Vec<Drill>) = std::mem::take(&mut self.active)
             .into_iter()
-            .partition(|d| d.until <= now_ms);
+            .partition(|d| due(d, &self.deadlines));
         self.active = active;
+        for drill in &expired {
+            self.deadlines.remove(&drill.id);
+        }
         expired
             .into_iter()
             .map(|mut drill| {
-                drill.ended_at = Some(drill.until);
+                drill.ended_at = Some(drill.until.min(now_ms));
                 drill.ended_by = Some(crate::alarms::SYSTEM_USER.to_string());
                 DrillEvent {
                     change: DrillChange::Expired,
@@ -185,6 +210,11 @@ impl DrillBook {
             })
             .collect()
     }
+}
+
+/// When `drill` ends on the monotonic clock, from the time left on its `until` at `now_ms`.
+fn deadline(drill: &Drill, now_ms: i64, now: Instant) -> Instant {
+    now + Duration::from_millis(u64::try_from(drill.until - now_ms).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -218,12 +248,13 @@ mod tests {
     #[test]
     fn a_building_drill_covers_only_that_building_and_a_school_drill_every_one() {
         let mut book = DrillBook::default();
-        book.insert(drill(1, Some("A"), 1000));
+        let t0 = Instant::now();
+        book.insert(drill(1, Some("A"), 1000), 0, t0);
         assert_eq!(book.covering("s1", Some("A")), Some(1));
         assert_eq!(book.covering("s1", Some("B")), None);
         assert_eq!(book.covering("s1", None), None);
         assert_eq!(book.covering("s2", Some("A")), None);
-        book.insert(drill(2, None, 1000));
+        book.insert(drill(2, None, 1000), 0, t0);
         assert_eq!(book.covering("s1", Some("B")), Some(2));
         assert_eq!(book.covering("s1", None), Some(2));
     }
@@ -238,7 +269,7 @@ mod tests {
             Err(DrillError::BadExpiry)
         );
         assert_eq!(book.check(&new(None, 100 + day), 100), Ok(()));
-        book.insert(drill(7, Some("A"), 5000));
+        book.insert(drill(7, Some("A"), 5000), 100, Instant::now());
         assert_eq!(
             book.check(&new(Some("A"), 1000), 100),
             Err(DrillError::Overlap(7))
@@ -250,10 +281,12 @@ mod tests {
     #[test]
     fn drills_expire_at_their_until_and_end_early_once() {
         let mut book = DrillBook::default();
-        book.insert(drill(1, Some("A"), 1000));
-        book.insert(drill(2, None, 2000));
-        assert!(book.expire(999).is_empty());
-        let ended = book.expire(1500);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        book.insert(drill(1, Some("A"), 1000), 0, t0);
+        book.insert(drill(2, None, 2000), 0, t0);
+        assert!(book.expire(999, at(999)).is_empty());
+        let ended = book.expire(1500, at(1500));
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].change, DrillChange::Expired);
         assert_eq!(ended[0].drill.ended_at, Some(1000));
@@ -265,5 +298,37 @@ mod tests {
         );
         assert_eq!(book.end(2, "op", 1700), Err(DrillError::NotFound(2)));
         assert!(book.is_empty());
+    }
+
+    #[test]
+    fn a_wall_clock_jump_neither_ends_nor_prolongs_a_drill() {
+        let mut book = DrillBook::default();
+        let t0 = Instant::now();
+        let hour = 3_600_000;
+        let start = 10 * hour;
+        book.insert(drill(1, None, start + hour), start, t0);
+        // The wall clock jumps a day ahead: the drill goes on.
+        assert!(book
+            .expire(start + 25 * hour, t0 + Duration::from_secs(1))
+            .is_empty());
+        assert_eq!(book.covering("s1", None), Some(1));
+        // It jumps back: the drill still ends after its hour (recorded at the wall time then).
+        let back = start - 5 * hour;
+        let hour_later = t0 + Duration::from_secs(3600);
+        assert!(book
+            .expire(back, hour_later - Duration::from_millis(1))
+            .is_empty());
+        let ended = book.expire(back, hour_later);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].drill.ended_at, Some(back));
+        // A restored drill runs for the time it had left when the gateway came back.
+        let mut restored = DrillBook::restore(vec![drill(2, None, start + hour)]);
+        let t1 = t0 + Duration::from_secs(7200);
+        assert!(restored.expire(start + hour / 2, t1).is_empty());
+        let half = Duration::from_secs(1800);
+        assert!(restored
+            .expire(start + 30 * hour, t1 + half - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(restored.expire(start + hour, t1 + half).len(), 1);
     }
 }

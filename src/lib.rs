@@ -33,6 +33,7 @@
 //!
 //! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
 //! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
+//! [`redact`] keeps credentials out of config errors and `Debug` output;
 //! [`config`] is the top floor, composing every component's config section and cross-checking
 //! them; [`broker`] is the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //! simulator in one process.
@@ -56,6 +57,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod redact;
 pub mod rules;
 pub mod store;
 pub mod tickets;
@@ -172,8 +174,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     // ends once every source has stopped and it has drained the channel.
     let actions = start_modbus(&config, &ingest_tx, &metrics, &ingest_stop, &tasks);
     let mqtt = &config.mqtt;
+    // MQTT traffic for a device the config polls over Modbus is refused (`source_mismatch`).
+    let modbus_devices = config.modbus.devices.iter().map(|d| d.device_key());
     ingest::mqtt::start(
         mqtt,
+        modbus_devices.collect(),
         ingest_tx,
         alarm_mqtt_rx,
         &metrics,
@@ -209,7 +214,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             .start(context, notify_tx, &metrics, &shutdown, &tasks)
             .map_err(StartError::Notify)?;
     }
-    let sessions = users::sessions::SessionTable::from_config(&config.users);
+    // Console sessions live in the local store; revocations by `campusguard users` are read
+    // every second, expired sessions pruned every minute.
+    let sessions = users::sessions::SessionTable::open(store.pool().clone(), &config.users);
+    let sessions = Arc::new(sessions.await?);
+    users::sessions::start(sessions.clone(), &shutdown, &tasks);
     let state = api::AppState {
         commands: command_tx,
         store,
@@ -218,14 +227,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         metrics: metrics.clone(),
         auth: Arc::new(api::auth::Authenticator::new(&config.http, sessions)),
         max_body_bytes: config.http.max_body_bytes,
+        request_timeout: config.http.request_timeout,
         mqtt_required: true,
         shutdown: shutdown.clone(),
         users,
-        login_limiter: Arc::new(users::LoginLimiter::from_config(&config.users)),
+        login_throttle: users::LoginThrottle::from_config(&config.users),
         secure_cookie: config.users.secure_cookie,
         tickets,
     };
-    let http_addr = api::serve(config.http.listen, state, &tasks).await?;
+    // clients → HTTP: at most http.max_connections open (lowered to leave 256 descriptors);
+    // at the cap the loop stops accepting and new clients wait in the kernel's accept queue.
+    // A header not complete within http.header_read_timeout closes its connection; a request
+    // not answered within http.request_timeout gets 408 (the alarm stream is exempt).
+    let http_addr = api::serve(&config.http, state, &tasks).await?;
     info!(http = %http_addr, "campusguard started");
 
     // Shutdown order: ingest first; the core ends when ingest's senders are gone.
@@ -302,6 +316,7 @@ fn core_config(config: &Config) -> pipeline::CoreConfig {
         profiles: Arc::new(config.profiles.clone()),
         devices: config.devices.clone(),
         max_unregistered_devices: config.pipeline.max_unregistered_devices,
+        max_unregistered_points: config.pipeline.max_points_per_unregistered_device,
         tick: config.rules.tick,
         modbus: config.modbus.clone(),
     }

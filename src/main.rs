@@ -114,7 +114,21 @@ enum UsersAction {
         #[arg(long)]
         password_env: Option<String>,
     },
-    /// List users: name, role, schools (`*` = all).
+    /// Disable a user: no login, and every console session of theirs ends.
+    Disable {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// List users: name, role, schools (`*` = all), and `disabled` for a disabled one.
     List {
         #[arg(long, short)]
         config: PathBuf,
@@ -129,6 +143,13 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!("{}: OK", config.display());
                 print!("{}", cfg.summary());
+                let refused = cfg.run_problems();
+                if !refused.is_empty() {
+                    println!(
+                        "warning: `campusguard run` refuses this configuration until these are fixed:\n{}",
+                        list(&refused)
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => config_failed(&e),
@@ -138,6 +159,15 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(e) => return config_failed(&e),
             };
+            let refused = cfg.run_problems();
+            if !refused.is_empty() {
+                eprintln!(
+                    "{}: `campusguard run` refuses placeholder or short secrets:\n{}\n(`campusguard demo` runs with the demo's own; a real gateway needs its own)",
+                    config.display(),
+                    list(&refused)
+                );
+                return ExitCode::from(2);
+            }
             serve(
                 |shutdown| async move { campusguard::run(cfg, shutdown).await.map_err(Into::into) },
             )
@@ -181,6 +211,8 @@ fn main() -> ExitCode {
                     name,
                     password_env,
                 } => (config, UsersCommand::Passwd { name, password_env }),
+                UsersAction::Disable { config, name } => (config, UsersCommand::Disable { name }),
+                UsersAction::Enable { config, name } => (config, UsersCommand::Enable { name }),
                 UsersAction::List { config } => (config, UsersCommand::List),
             };
             let cfg = match Config::load(&path) {
@@ -277,6 +309,15 @@ fn export_ledger(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Problems as an indented list, one a line.
+fn list(problems: &[String]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn config_failed(e: &ConfigError) -> ExitCode {

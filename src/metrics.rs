@@ -46,6 +46,17 @@ pub struct Metrics {
     pub history_write_errors: Counter,
     pub journal_write_errors: Counter,
     pub sse_clients: Gauge,
+    /// Open HTTP connections, and the cap on them.
+    pub http_connections: Gauge,
+    pub http_max_connections: Gauge,
+    /// Connections closed because their request header did not arrive in time.
+    pub http_header_timeouts: Counter,
+    pub http_accept_errors: Counter,
+    /// Console logins: passwords checked (`success`, `failure`) and attempts refused before
+    /// any check (`throttled`).
+    login_attempts: LoginAttempts,
+    /// At most one log line per 10 s about throttled logins.
+    pub login_log: RateLimitedLog,
     /// Messages waiting in the ingest → core channel (sampled at scrape).
     pub ingest_queue_depth: Gauge,
     /// Batches waiting in the core → history channel (sampled at scrape).
@@ -169,6 +180,23 @@ impl Metrics {
             out_of_range: outcome("out_of_range"),
         };
 
+        let logins = Family::<Labels, Counter>::default();
+        registry.register(
+            "login_attempts",
+            "Console logins by result: success and failure had their password checked, throttled were refused before",
+            logins.clone(),
+        );
+        let login = |r: &str| {
+            logins
+                .get_or_create(&vec![("result".into(), r.into())])
+                .clone()
+        };
+        let login_attempts = LoginAttempts {
+            success: login("success"),
+            failure: login("failure"),
+            throttled: login("throttled"),
+        };
+
         let mut counter = |name: &str, help: &str| {
             let c = Counter::default();
             registry.register(name, help, c.clone());
@@ -192,6 +220,11 @@ impl Metrics {
             counter("history_rows_written", "Readings written to local history");
         let history_write_errors = counter("history_write_errors", "Failed local-history writes");
         let journal_write_errors = counter("journal_write_errors", "Failed alarm-journal writes");
+        let http_header_timeouts = counter(
+            "http_header_timeouts",
+            "HTTP connections closed because a request header did not arrive in time",
+        );
+        let http_accept_errors = counter("http_accept_errors", "Failed HTTP accepts");
 
         let mut gauge = |name: &str, help: &str| {
             let g = Gauge::default();
@@ -201,6 +234,11 @@ impl Metrics {
         Self {
             mqtt_connected: gauge("mqtt_connected", "1 while connected to the MQTT broker"),
             sse_clients: gauge("sse_clients", "Connected alarm-stream clients"),
+            http_connections: gauge("http_connections", "Open HTTP connections"),
+            http_max_connections: gauge(
+                "http_max_connections",
+                "Most HTTP connections open at once (beyond it new ones wait to be accepted)",
+            ),
             ingest_queue_depth: gauge("ingest_queue_depth", "Messages waiting for the core"),
             history_queue_depth: gauge(
                 "history_queue_depth",
@@ -222,6 +260,10 @@ impl Metrics {
             history_rows_written,
             history_write_errors,
             journal_write_errors,
+            http_header_timeouts,
+            http_accept_errors,
+            login_attempts,
+            login_log: RateLimitedLog::new(Duration::from_secs(10)),
             reject_log: RateLimitedLog::new(Duration::from_secs(10)),
             timeseries: Arc::new(TimeseriesStats::default()),
             modbus: Arc::new(ModbusStats::default()),
@@ -448,6 +490,32 @@ impl Metrics {
         }
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// How a console login attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginResult {
+    Success,
+    Failure,
+    Throttled,
+}
+
+struct LoginAttempts {
+    success: Counter,
+    failure: Counter,
+    throttled: Counter,
+}
+
+impl Metrics {
+    /// Counts a login attempt by how it ended.
+    pub fn login_attempt(&self, result: LoginResult) {
+        let l = &self.login_attempts;
+        match result {
+            LoginResult::Success => l.success.inc(),
+            LoginResult::Failure => l.failure.inc(),
+            LoginResult::Throttled => l.throttled.inc(),
+        };
     }
 }
 

@@ -55,13 +55,16 @@ impl SensorId {
 /// The point name of the device-level pseudo sensor.
 pub const STATUS_POINT: &str = "status";
 
-/// A school or device id (one MQTT topic level, one part of a sensor path): not empty, and no
-/// `/`, `+`, `#`, spaces or control characters.
+/// Longest school or device id, in characters (device protocol v1).
+pub const MAX_ID_CHARS: usize = 64;
+
+/// A school or device id (one MQTT topic level, one part of a sensor path): 1–64 characters of
+/// `[A-Za-z0-9_-]` (device protocol v1). Ids come from topics anyone on the broker can publish
+/// to, and end up in logs, file names of exports, metrics and the console: nothing else fits.
 pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
+    (1..=MAX_ID_CHARS).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A point name of device protocol v1: 1–64 chars of `[A-Za-z0-9_-]`, and not the reserved
@@ -409,5 +412,28 @@ mod tests {
         drop(history.share());
         history.release();
         assert!(acks.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_are_one_to_sixty_four_plain_ascii_characters() {
+        for ok in ["xhsy", "cab-1", "hd_101", "A", &"x".repeat(64)] {
+            assert!(valid_name(ok), "{ok:?} refused");
+        }
+        let long = "x".repeat(65);
+        for bad in [
+            "",
+            &long,
+            "a/b",
+            "a+b",
+            "a#b",
+            "a b",
+            "a.b",
+            "学校",
+            "a\u{0}b",
+            "a\nb",
+            "a\u{202e}b",
+        ] {
+            assert!(!valid_name(bad), "{bad:?} accepted");
+        }
     }
 }

@@ -84,3 +84,89 @@ fn a_missing_file_is_reported_not_panicked_on() {
     assert_eq!(code, 2);
     assert!(err.contains("does-not-exist.toml"), "{err}");
 }
+
+/// `campusguard run` on a config; it must refuse before starting anything, so a bounded wait.
+fn run(path: &std::path::Path) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_campusguard"))
+        .args(["run", "--config"])
+        .arg(path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`run --config {}` did not refuse; it started",
+                path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_refuses_the_example_and_demo_tokens_and_short_ones_and_check_warns_about_them() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, err) = run(&root.join("config/gateway.example.toml"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("http.tokens `control-room`: the token is a placeholder"),
+        "{err}"
+    );
+    assert!(err.contains("http.tokens `lab-xhsy`"), "{err}");
+    assert!(
+        !err.contains("replace-with-a-long"),
+        "a token was echoed: {err}"
+    );
+    let (code, err) = run(&root.join("config/demo.toml"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("http.tokens `demo-operator`"), "{err}");
+    assert!(
+        err.contains("users.seed `admin`: the password is a placeholder"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("demo-admin-pass"),
+        "a password was echoed: {err}"
+    );
+
+    // A token of 20 characters: valid for `check`, too short for `run`. Nothing is started:
+    // the data directory is never created.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("gw.toml");
+    let text = format!(
+        "[storage]\ndata_dir = \"{}\"\n[[http.tokens]]\nname = \"ops\"\ntoken = \"abcdefghij0123456789\"\nrole = \"operator\"\n",
+        data.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let (code, err) = run(&config);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("http.tokens `ops`: the token is shorter than 24 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("abcdefghij"), "{err}");
+    assert!(!data.exists(), "run started before refusing");
+
+    let (code, out, err) = check("config/gateway.example.toml");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning: `campusguard run` refuses this configuration"),
+        "{out}"
+    );
+    assert!(out.contains("http.tokens `control-room`"), "{out}");
+    let (code, out, _) = check(config.to_str().unwrap());
+    assert_eq!(code, 0);
+    assert!(out.contains("shorter than 24 characters"), "{out}");
+}

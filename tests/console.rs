@@ -302,9 +302,11 @@ async fn with_cookie(
     cookie: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    // As the browser does: its origin goes with every request that changes something.
     let mut req = reqwest::Client::new()
         .request(method, gw.url(path))
-        .header("cookie", cookie);
+        .header("cookie", cookie)
+        .header("origin", format!("http://{}", gw.http));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -430,20 +432,37 @@ async fn a_session_cookie_acts_for_its_user_on_the_api_wherever_a_token_would() 
 }
 
 #[tokio::test]
-async fn failed_logins_lock_the_user_name_even_for_the_right_password() {
+async fn failed_logins_slow_the_user_name_down_but_never_lock_its_owner_out() {
     let dir = tempfile::tempdir().unwrap();
     let mut setup = Setup::embedded("throttle", dir.path());
     setup.extra_toml = format!(
-        "[users]\nmax_failed_logins = 3\nlockout = \"1m\"\n{}",
+        "[users]\nlogin_delay = \"200ms\"\nlogin_delay_max = \"1s\"\n{}",
         users_toml()
     );
     let gw = TestGateway::start(&setup).await;
+    // Three wrong guesses one after the other: each waits longer for its turn (0, 0.2, 0.4 s).
+    let started = std::time::Instant::now();
     for _ in 0..3 {
         assert_eq!(login(&gw, "op.li", "guess-guess").await.0, 401);
     }
-    assert_eq!(login(&gw, "op.li", "operator-pass-1").await.0, 429);
-    // Another user name is not affected.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    // The right password still gets in (after its turn: 0.8 s after the third guess), where a
+    // lockout would have refused it.
+    let right = std::time::Instant::now();
+    assert_eq!(login(&gw, "op.li", "operator-pass-1").await.0, 200);
+    assert!(
+        right.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        right.elapsed()
+    );
+    // Another user name was never affected (the reset after a success is a unit test of
+    // users::throttle).
     assert_eq!(login(&gw, "admin", "admin-pass-1234").await.0, 200);
+    assert_eq!(login(&gw, "op.li", "operator-pass-1").await.0, 200);
     gw.stop().await;
 }
 

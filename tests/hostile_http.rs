@@ -106,6 +106,8 @@ struct Operation {
     multipart: bool,
     /// String-typed path and query parameters (not `token`).
     string_params: Vec<(String, String)>,
+    /// Names of the query parameters.
+    query_params: Vec<String>,
 }
 
 impl Operation {
@@ -158,7 +160,18 @@ fn operations() -> Vec<Operation> {
                         .collect()
                 })
                 .unwrap_or_default();
+            let query_params = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| resolve(&doc, p))
+                        .filter(|p| p["in"] == "query")
+                        .filter_map(|p| p["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
             ops.push(Operation {
+                query_params,
                 method: method.to_uppercase(),
                 path: path.clone(),
                 roles,
@@ -177,6 +190,10 @@ struct Fixture {
     alarm_id: u64,
     ticket_id: String,
     sha256: String,
+    /// The school the ids belong to (and bodies name).
+    school: &'static str,
+    /// An active drill of that school, if any.
+    drill_id: Option<u64>,
 }
 
 impl Fixture {
@@ -194,9 +211,12 @@ impl Fixture {
                 None => match (path, name) {
                     (p, "id") if p.starts_with("/api/v1/alarms") => self.alarm_id.to_string(),
                     (p, "id") if p.starts_with("/api/v1/tickets") => self.ticket_id.clone(),
+                    (p, "id") if p.starts_with("/api/v1/drills") => {
+                        self.drill_id.unwrap_or(1).to_string()
+                    }
                     (_, "id") => "1".into(),
                     (_, "sha256") => self.sha256.clone(),
-                    (_, "school") => SCHOOL.into(),
+                    (_, "school") => self.school.into(),
                     (_, "device") => "room-1".into(),
                     (_, "point") => "temp_c".into(),
                     (_, "file") => "app.js".into(),
@@ -216,7 +236,7 @@ impl Fixture {
                 json!({"duration": "30m", "reason": "hostile test"})
             }
             (_, p) if p.ends_with("/ack") || p.ends_with("/reset") => json!({"comment": "x"}),
-            ("POST", "/api/v1/tickets") => new_ticket(),
+            ("POST", "/api/v1/tickets") => ticket_of(self.school),
             (_, p) if p.contains("/actions/") => match action {
                 "assign" => json!({"version": 1, "responsible_person": "王", "measures": "m"}),
                 "defer" => {
@@ -228,7 +248,7 @@ impl Fixture {
             },
             ("POST", "/login") => json!({"name": WEB_USER, "password": WEB_PASSWORD}),
             ("POST", "/api/v1/drills") => {
-                json!({"school": SCHOOL, "duration": "10m", "reason": "hostile test"})
+                json!({"school": self.school, "duration": "10m", "reason": "hostile test"})
             }
             _ => json!({}),
         }
@@ -236,7 +256,11 @@ impl Fixture {
 }
 
 fn new_ticket() -> Value {
-    json!({"school": SCHOOL, "location": "实验楼 301", "category": "lab_chemical", "description": "通风不足"})
+    ticket_of(SCHOOL)
+}
+
+fn ticket_of(school: &str) -> Value {
+    json!({"school": school, "location": "实验楼 301", "category": "lab_chemical", "description": "通风不足"})
 }
 
 /// Percent-encodes everything but unreserved characters.
@@ -270,7 +294,10 @@ async fn send(
     req = match auth {
         Auth::None => req,
         Auth::Bearer(t) => req.bearer_auth(t),
-        Auth::Cookie(c) => req.header("cookie", c),
+        // As the console does: a browser sends its origin with every mutation.
+        Auth::Cookie(c) => req
+            .header("cookie", c)
+            .header("origin", format!("http://{}", gw.http)),
     };
     if let Some(b) = body {
         req = req.json(b);
@@ -394,6 +421,8 @@ async fn start() -> Env {
             alarm_id,
             ticket_id,
             sha256,
+            school: SCHOOL,
+            drill_id: None,
         },
         _dir: dir,
     }
@@ -563,6 +592,8 @@ async fn every_documented_operation_is_served_and_no_undocumented_method_is() {
         alarm_id: 1,
         ticket_id: "XHSY-2026-0001".into(),
         sha256: "0".repeat(64),
+        school: SCHOOL,
+        drill_id: None,
     };
     let doc = openapi();
     let mut checked = 0;
@@ -1009,4 +1040,1178 @@ async fn a_thousand_idle_sse_clients_do_not_block_new_clients_or_alarms() {
     drop(stream);
     drop(env.dev);
     env.gw.stop().await;
+}
+
+/// The `YYYY-MM` of a ticket from its number `<CODE>-<YYYYMM>-<NNNN>`.
+fn month_of(ticket_id: &str) -> String {
+    let yyyymm = ticket_id.split('-').nth(1).expect("a ticket number");
+    format!("{}-{}", &yyyymm[..4], &yyyymm[4..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_description_that_looks_like_a_formula_comes_back_as_text_in_csv_and_xlsx() {
+    use calamine::{Data, Reader};
+    let env = start().await;
+    let gw = &env.gw;
+    let formula = r#"=HYPERLINK("http://x","y")"#;
+    let mut ticket = new_ticket();
+    ticket["description"] = json!(formula);
+    ticket["location"] = json!("@SUM(A1:A9)");
+    let (status, t) = gw
+        .post_json("/api/v1/tickets", Some(ADMIN_TOKEN), ticket)
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let number = t["id"].as_str().unwrap().to_string();
+    let month = month_of(&number);
+    let export = |format: &str| {
+        let url = gw.url(&format!(
+            "/api/v1/tickets/export?month={month}&format={format}"
+        ));
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.bytes().await.unwrap().to_vec()
+        }
+    };
+
+    // CSV: the cell is text with a leading `'`, which spreadsheets do not evaluate or show.
+    let csv = export("csv").await;
+    let mut reader = csv::Reader::from_reader(&csv[3..]);
+    let row = reader
+        .records()
+        .map(Result::unwrap)
+        .find(|r| &r[0] == number.as_str())
+        .expect("the ticket is in the CSV ledger");
+    assert_eq!(&row[4], format!("'{formula}"));
+    assert_eq!(&row[2], "'@SUM(A1:A9)");
+
+    // XLSX read back with calamine: a string cell, and no formula anywhere in the sheet.
+    let xlsx = export("xlsx").await;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).unwrap();
+    let name = book.sheet_names()[0].clone();
+    let sheet = book.worksheet_range(&name).unwrap();
+    let row = sheet
+        .rows()
+        .find(|r| r[0] == Data::String(number.clone()))
+        .expect("the ticket is in the XLSX ledger");
+    assert_eq!(row[4], Data::String(formula.to_string()));
+    assert_eq!(row[2], Data::String("@SUM(A1:A9)".into()));
+    let formulas = book.worksheet_formula(&name).unwrap();
+    assert!(
+        formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+        "the XLSX ledger holds a formula"
+    );
+    drop(env.dev);
+    env.gw.stop().await;
+}
+
+/// One part of a multipart body: name, file name, bytes.
+type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+/// A multipart upload built by hand.
+async fn upload_parts(gw: &TestGateway, id: &str, parts: &[Part<'_>]) -> u16 {
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(b"--XBOUNDARYX\r\n");
+        let filename = filename
+            .map(|f| format!("; filename=\"{f}\""))
+            .unwrap_or_default();
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XBOUNDARYX--\r\n");
+    reqwest::Client::new()
+        .post(gw.url(&format!("/api/v1/tickets/{id}/attachments")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "multipart/form-data; boundary=XBOUNDARYX")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_multipart_field_is_bounded_and_attachments_are_served_as_downloads() {
+    let env = start().await;
+    let gw = &env.gw;
+    let id = env.fx.ticket_id.clone();
+    let jpeg: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 9, 9];
+    let before = observable(&env).await;
+    let long_kind = "b".repeat(10_000);
+    let cases: Vec<(&str, Vec<Part>, u16)> = vec![
+        (
+            "a 10 kB kind",
+            vec![
+                ("kind", None, long_kind.as_bytes()),
+                ("file", Some("p.jpg"), jpeg),
+            ],
+            413,
+        ),
+        (
+            "two files",
+            vec![("file", Some("a.jpg"), jpeg), ("file", Some("b.jpg"), jpeg)],
+            400,
+        ),
+        (
+            "two kinds",
+            vec![("kind", None, b"before"), ("kind", None, b"after")],
+            400,
+        ),
+        (
+            "an unknown field",
+            vec![("note", None, b"x"), ("file", Some("p.jpg"), jpeg)],
+            400,
+        ),
+        ("no file", vec![("kind", None, b"after")], 400),
+    ];
+    for (what, parts, expected) in cases {
+        assert_eq!(upload_parts(gw, &id, &parts).await, expected, "{what}");
+    }
+    // A part header that never ends is not buffered without bound.
+    let endless = format!(
+        "--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"file\"\r\nX-Pad: {}",
+        "p".repeat(ATTACHMENT_MAX + 64 * 1024)
+    );
+    let status = reqwest::Client::new()
+        .post(gw.url(&format!("/api/v1/tickets/{id}/attachments")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "multipart/form-data; boundary=XBOUNDARYX")
+        .body(endless)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 413);
+    // Not multipart at all.
+    let status = reqwest::Client::new()
+        .post(gw.url(&format!("/api/v1/tickets/{id}/attachments")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 415);
+    assert_eq!(
+        observable(&env).await,
+        before,
+        "a refused upload changed state"
+    );
+    // A well-formed one still works.
+    let parts: [Part; 2] = [("kind", None, b"after"), ("file", Some("p.jpg"), jpeg)];
+    assert_eq!(upload_parts(gw, &id, &parts).await, 201);
+
+    // Downloads: the sniffed type, never re-sniffed, as an attachment with a plain name.
+    let resp = reqwest::Client::new()
+        .get(gw.url(&format!(
+            "/api/v1/tickets/{id}/attachments/{}",
+            env.fx.sha256
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let header = |name: &str| resp.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(header("content-type"), "image/jpeg");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(
+        header("content-disposition"),
+        format!("attachment; filename=\"{}.jpg\"", env.fx.sha256)
+    );
+    assert!(header("content-security-policy").contains("sandbox"));
+    // The stored file is complete under its final name; no temporary file is left behind.
+    let dir = gw.data_dir.join("ticket-attachments");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&env.fx.sha256), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    drop(env.dev);
+    env.gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_alarms_are_shelved_only_by_operators_and_admins_and_only_an_admin_shelves_past_a_day()
+{
+    let env = start().await;
+    let gw = &env.gw;
+    raise_alarm(gw, &env.dev, "room-2", 60.0).await;
+    let find = |rule: &'static str| async move {
+        let (_, alarms) = gw.get_json("/api/v1/alarms", Some(OPERATOR_TOKEN)).await;
+        alarms.as_array().and_then(|a| {
+            a.iter()
+                .find(|a| a["device"] == "room-2" && a["rule"] == rule)
+                .and_then(|a| a["id"].as_u64())
+        })
+    };
+    let fire = eventually("the fire alarm", Duration::from_secs(10), || {
+        find("temp_fire")
+    })
+    .await;
+    let high = eventually("the high alarm", Duration::from_secs(10), || {
+        find("temp_high")
+    })
+    .await;
+    let shelve = |id: u64, token: &'static str, duration: &'static str| async move {
+        let path = format!("/api/v1/alarms/{id}/shelve");
+        let body = json!({"duration": duration, "reason": "detector under test"});
+        gw.post_json(&path, Some(token), body).await
+    };
+
+    // A lab manager: not a fire alarm, but the supervisory one of the same room.
+    let (status, answer) = shelve(fire, LAB_TOKEN, "1h").await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["message"]
+        .as_str()
+        .unwrap()
+        .contains("operator or an admin"));
+    let (status, answer) = shelve(high, LAB_TOKEN, "1h").await;
+    assert_eq!(status, 200, "{answer}");
+
+    // An operator shelves the fire alarm and may extend the run up to 24 h from its start …
+    let (status, first) = shelve(fire, OPERATOR_TOKEN, "20h").await;
+    assert_eq!(status, 200, "{first}");
+    let since = first["shelved"]["since_ms"].as_i64().unwrap();
+    let (status, answer) = shelve(fire, OPERATOR_TOKEN, "23h").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["shelved"]["since_ms"].as_i64(), Some(since));
+    // … but not past it; an admin may.
+    let (status, answer) = shelve(fire, OPERATOR_TOKEN, "24h").await;
+    assert_eq!(status, 403, "{answer}");
+    let (_, alarm) = gw
+        .get_json(&format!("/api/v1/alarms/{fire}"), Some(OPERATOR_TOKEN))
+        .await;
+    let until = alarm["shelved"]["until_ms"].as_i64().unwrap();
+    assert!(until <= since + 24 * 3_600_000, "{alarm}");
+    let (status, answer) = shelve(fire, ADMIN_TOKEN, "24h").await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["shelved"]["until_ms"].as_i64().unwrap() > since + 24 * 3_600_000);
+    // Every refusal left the journal alone: raised, shelved ×3 (operator, operator, admin).
+    let shelves = alarm_journal(gw, fire)
+        .await
+        .iter()
+        .filter(|e| e["transition"] == "shelved")
+        .count();
+    assert_eq!(shelves, 3);
+    drop(env.dev);
+    env.gw.stop().await;
+}
+
+async fn alarm_journal(gw: &TestGateway, id: u64) -> Vec<Value> {
+    let (status, alarm) = gw
+        .get_json(&format!("/api/v1/alarms/{id}"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{alarm}");
+    alarm["journal"].as_array().cloned().unwrap_or_default()
+}
+
+/// A client that sends a request header one byte at a time, `every` apart, and never finishes
+/// it. Resolves to when the server closed the connection (`None` if it was still open at
+/// `give_up`).
+async fn slow_header_client(
+    addr: std::net::SocketAddr,
+    every: Duration,
+    give_up: Duration,
+) -> (tokio::task::JoinHandle<Option<Instant>>, Instant) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let opened = Instant::now();
+    let task = tokio::spawn(async move {
+        let header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .copied();
+        let mut bytes = header.chain(std::iter::repeat(b'a'));
+        let deadline = tokio::time::Instant::now() + give_up;
+        let mut tick = tokio::time::interval(every);
+        let mut buf = [0u8; 256];
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return None,
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Some(Instant::now()),
+                    Ok(_) => {}
+                },
+                _ = tick.tick() => {
+                    let byte = [bytes.next().unwrap_or(b'a')];
+                    if stream.write_all(&byte).await.is_err() {
+                        return Some(Instant::now());
+                    }
+                }
+            }
+        }
+    });
+    (task, opened)
+}
+
+/// Open file descriptors of this process (clients and the in-process gateway alike).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_slow_header_connections_do_not_keep_a_new_client_from_healthz() {
+    const SLOW: usize = 500;
+    let limit = ensure_nofile(4096);
+    assert!(
+        limit >= 2 * SLOW as u64 + 600,
+        "open-files limit {limit} too low"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped limits (header read timeout, connection cap).
+    let gw = TestGateway::start(&Setup::embedded("slowloris", dir.path())).await;
+    let base = gw.metrics.http_connections.get();
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let (task, _) =
+            slow_header_client(gw.http, Duration::from_millis(500), Duration::from_secs(8)).await;
+        slow.push(task);
+    }
+    gw.wait_until(Duration::from_secs(10), || async {
+        gw.metrics.http_connections.get() - base >= SLOW as i64
+    })
+    .await;
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .get(gw.url("/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect("/healthz answers within 2 s beside 500 slow-header connections");
+    assert_eq!(resp.status().as_u16(), 200);
+    eprintln!(
+        "/healthz beside {SLOW} slow-header connections: {:?}",
+        started.elapsed()
+    );
+    // The slow ones are all still being read (none was served: no header ever completed).
+    assert!(gw.metrics.http_connections.get() - base >= SLOW as i64);
+    for task in slow {
+        task.abort();
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_new_clients_wait_and_slow_headers_are_closed_by_the_timeout() {
+    const CAP: usize = 50;
+    const SLOW: usize = 150;
+    ensure_nofile(4096);
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::embedded("cap", dir.path());
+    setup.http_toml = format!("max_connections = {CAP}\nheader_read_timeout = \"1s\"\n");
+    let gw = TestGateway::start(&setup).await;
+    let fds_before = open_fds();
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let (task, opened) =
+            slow_header_client(gw.http, Duration::from_millis(200), Duration::from_secs(15)).await;
+        slow.push((task, opened));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The cap holds: the server took 50; the other 100 wait in the accept queue, costing the
+    // process no descriptor.
+    assert_eq!(gw.metrics.http_connections.get(), CAP as i64);
+    let grown = open_fds() - fds_before;
+    assert!(
+        grown <= SLOW + CAP + 10,
+        "{grown} descriptors for {SLOW} clients"
+    );
+    // Every slow client is closed by the header timeout, a wave of 50 per second; a new client
+    // then gets its answer.
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .get(gw.url("/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("/healthz answers once the slow connections time out");
+    assert_eq!(resp.status().as_u16(), 200);
+    eprintln!(
+        "/healthz behind {SLOW} slow clients at a cap of {CAP}: {:?}",
+        started.elapsed()
+    );
+    for (task, opened) in slow {
+        let closed = task
+            .await
+            .unwrap()
+            .expect("the server closed a slow-header connection");
+        // Closed after the timeout, never before: at most 3 waves of 1 s (+ scheduling).
+        let held = closed - opened;
+        assert!(held >= Duration::from_millis(900), "closed after {held:?}");
+    }
+    assert!(gw.metrics.http_header_timeouts.get() >= SLOW as u64);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_not_answered_in_time_gets_408_and_the_alarm_stream_is_exempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::embedded("timeout", dir.path());
+    setup.http_toml = "request_timeout = \"1s\"\n".into();
+    // A login's wait must fit in half the request timeout.
+    setup.extra_toml = format!(
+        "[users]\nlogin_delay = \"100ms\"\nlogin_delay_max = \"500ms\"\n\n\
+         [[devices]]\nid = \"room-1\"\nschool = \"{SCHOOL}\"\nprofile = \"test_room\"\n"
+    );
+    let gw = TestGateway::start(&setup).await;
+    let dev = Device::connect(gw.mqtt_port, &unique("timeout-dev")).await;
+    let mut stream = AlarmStream::open(&gw, OPERATOR_TOKEN).await;
+
+    // A body promised but never sent: the handler waits for it, the timeout answers.
+    let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    let started = Instant::now();
+    s.write_all(
+        format!(
+            "POST /api/v1/alarms/1/ack HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut head))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // The stream opened before is still open well past the request timeout, and delivers.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    raise_alarm(&gw, &dev, "room-1", 45.0).await;
+    let event = stream
+        .next_matching(Duration::from_secs(5), |e| e["transition"] == "raised")
+        .await;
+    assert_eq!(event["device"], "room-1");
+    drop(stream);
+    drop(dev);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_parallel_guesses_get_at_most_the_documented_checks_and_the_owner_still_logs_in(
+) {
+    const GUESSES: usize = 200;
+    // The policy of README "Logins and sessions", with short delays: slots for one name at 0,
+    // 100, 300 and 700 ms, then one per login_delay_max (1 s) from 1.5 s on; an attempt is
+    // admitted only for a slot at most 1 s away. So guesses arriving within T seconds are
+    // checked at most 4 + ⌈T⌉ times — and one address at most login_address_failures (10).
+    const BURST_BOUND: f64 = 4.0;
+    const ADDRESS_BOUND: f64 = 10.0;
+    ensure_nofile(2048);
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::embedded("guesses", dir.path());
+    setup.extra_toml = r#"
+[users]
+login_delay = "100ms"
+login_delay_max = "1s"
+login_address_failures = 10
+login_address_window = "15m"
+
+[[users.seed]]
+name = "op.zhang"
+role = "operator"
+password = "the-real-password-1"
+"#
+    .into();
+    let gw = TestGateway::start(&setup).await;
+    let attempts = |result: &str| {
+        let gw = &gw;
+        let name = format!("campusguard_login_attempts_total{{result=\"{result}\"}}");
+        async move { gw.metric(&name).await }
+    };
+
+    // 200 guesses at once from 127.0.0.1, each on its own connection.
+    let url = gw.url("/login");
+    let client = reqwest::Client::new();
+    let burst = Instant::now();
+    let statuses: Vec<u16> = futures::future::join_all((0..GUESSES).map(|i| {
+        let (url, client) = (url.clone(), client.clone());
+        async move {
+            client
+                .post(url)
+                .json(&json!({"name": "op.zhang", "password": format!("guess-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    // Every guess had arrived by the time the last answer came.
+    let span = burst.elapsed().as_secs_f64().ceil();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused + wrong, GUESSES, "{statuses:?}");
+    let evaluated = attempts("failure").await;
+    assert_eq!(evaluated, wrong as f64);
+    assert!(
+        (1.0..=BURST_BOUND + span).contains(&evaluated) && evaluated <= ADDRESS_BOUND,
+        "{evaluated} of {GUESSES} parallel guesses (within {span} s) had their password checked"
+    );
+    assert_eq!(attempts("throttled").await, refused as f64);
+    eprintln!(
+        "{GUESSES} parallel guesses within {span} s: {evaluated} checked, {refused} refused with 429"
+    );
+
+    // The owner, from another address, waits for a turn at most and gets in.
+    let owner = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut tries = 0;
+    let status = loop {
+        tries += 1;
+        let resp = owner
+            .post(gw.url("/login"))
+            .json(&json!({"name": "op.zhang", "password": "the-real-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        if status != 429 || tries == 3 {
+            break status;
+        }
+        let wait: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(wait <= 2, "told to wait {wait} s");
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    };
+    assert_eq!(status, 200, "the owner was locked out");
+    assert_eq!(attempts("success").await, 1.0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_post_from_another_origin_or_not_json_is_refused_and_a_bearer_call_is_not() {
+    let env = start().await;
+    let gw = &env.gw;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/login"))
+        .json(&json!({"name": WEB_USER, "password": WEB_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let before = observable(&env).await;
+    let supervise = gw.url(&format!(
+        "/api/v1/tickets/{}/actions/supervise",
+        env.fx.ticket_id
+    ));
+    let body = json!({"version": before["ticket_version"]}).to_string();
+    let ours = format!("http://{}", gw.http);
+    let post = |headers: Vec<(&'static str, String)>, body: String| {
+        let mut req = reqwest::Client::new()
+            .post(supervise.clone())
+            .header("cookie", cookie.clone())
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let json_type = || ("content-type", "application/json".to_string());
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Headers, u16, &str)> = vec![
+        (
+            "another origin",
+            vec![json_type(), ("origin", "http://evil.example".into())],
+            403,
+            "cross_origin",
+        ),
+        ("no origin at all", vec![json_type()], 403, "cross_origin"),
+        (
+            "a browser saying cross-site",
+            vec![
+                json_type(),
+                ("origin", ours.clone()),
+                ("sec-fetch-site", "cross-site".into()),
+            ],
+            403,
+            "cross_origin",
+        ),
+        (
+            "a form's text/plain",
+            vec![
+                ("content-type", "text/plain".into()),
+                ("origin", "http://evil.example".into()),
+            ],
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "form-urlencoded from our own origin",
+            vec![
+                ("content-type", "application/x-www-form-urlencoded".into()),
+                ("origin", ours.clone()),
+            ],
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (what, headers, status, code) in cases {
+        let (got, answer) = post(headers, body.clone()).await;
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(code)),
+            "{what}: {answer}"
+        );
+    }
+    assert_eq!(
+        observable(&env).await,
+        before,
+        "a refused cookie POST changed state"
+    );
+    // The console itself (same origin, JSON) may; so may a browser that only says same-origin.
+    let (status, answer) = post(vec![json_type(), ("origin", ours.clone())], body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let unsupervise = json!({"version": answer["version"]}).to_string();
+    let resp = reqwest::Client::new()
+        .post(gw.url(&format!(
+            "/api/v1/tickets/{}/actions/unsupervise",
+            env.fx.ticket_id
+        )))
+        .header("cookie", cookie.clone())
+        .header("content-type", "application/json")
+        .header("sec-fetch-site", "same-origin")
+        .body(unsupervise)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A bearer-token call needs no origin (scripts are not browsers).
+    let (status, answer) = send(
+        gw,
+        "POST",
+        &format!("/api/v1/alarms/{}/ack", env.fx.alarm_id),
+        Auth::Bearer(OPERATOR_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    drop(env.dev);
+    env.gw.stop().await;
+}
+
+// ---- Two schools and school-scoped tokens of every role -----------------------------------
+
+/// The other school: everything of it is out of reach of tokens scoped to [`SCHOOL`].
+const OTHER: &str = "dfzx";
+
+/// A token of `role` scoped to `school`.
+fn scoped_token(school: &str, role: &str) -> String {
+    format!("scope-{school}-{role}-token-0123456789")
+}
+
+/// How a route must treat the other school, per operation (`METHOD path`, or a prefix ending
+/// in `*`). Every documented operation needs an entry: a route added without one fails the
+/// test, naming it.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// Serves nothing of any school (pages, assets, health, metrics, the document): the other
+    /// school's id appears in no answer.
+    NoSchoolData,
+    /// Acts on or shows the caller's own session only.
+    OwnSession,
+    /// A list or summary, read with each of these queries (`{month}` is filled in), and with
+    /// `school=<other>` added when the operation has a `school` parameter: a scoped caller
+    /// gets an answer without a trace of the other school; one of the other school sees it.
+    List(&'static [&'static str]),
+    /// Reads one object of the other school (path ids): refused (403 or 404).
+    Get,
+    /// Acts on the other school (path ids or the body's school): refused (403 or 404) and
+    /// nothing changes; a caller of that school gets past the scope check.
+    Act,
+    /// The alarm-system health: counts, compared between scopes.
+    Kpis,
+    /// The live stream: none of the other school's alarms or drills.
+    Stream,
+}
+
+const SCHOOL_SCOPE: &[(&str, Scope)] = &[
+    ("GET /healthz", Scope::NoSchoolData),
+    ("GET /readyz", Scope::NoSchoolData),
+    ("GET /metrics", Scope::NoSchoolData),
+    ("GET /api/v1/openapi.json", Scope::NoSchoolData),
+    ("GET /", Scope::NoSchoolData),
+    ("GET /login", Scope::NoSchoolData),
+    ("GET /assets/{file}", Scope::NoSchoolData),
+    ("POST /login", Scope::OwnSession),
+    ("POST /logout", Scope::OwnSession),
+    ("GET /api/v1/session", Scope::OwnSession),
+    ("DELETE /api/v1/session", Scope::OwnSession),
+    ("GET /api/v1/alarms", Scope::List(&["", "state=all"])),
+    ("GET /api/v1/alarms/stream", Scope::Stream),
+    ("GET /api/v1/alarms/kpis", Scope::Kpis),
+    ("GET /api/v1/alarms/{id}", Scope::Get),
+    ("POST /api/v1/alarms/{id}/ack", Scope::Act),
+    ("POST /api/v1/alarms/{id}/shelve", Scope::Act),
+    ("POST /api/v1/alarms/{id}/reset", Scope::Act),
+    (
+        "GET /api/v1/devices",
+        Scope::List(&["", "unregistered=true"]),
+    ),
+    ("GET /api/v1/sensors", Scope::List(&[""])),
+    (
+        "GET /api/v1/sensors/{school}/{device}/{point}/history",
+        Scope::Get,
+    ),
+    ("GET /api/v1/drills", Scope::List(&[""])),
+    ("POST /api/v1/drills", Scope::Act),
+    ("DELETE /api/v1/drills/{id}", Scope::Act),
+    (
+        "GET /api/v1/tickets",
+        Scope::List(&["", "state=registered"]),
+    ),
+    ("POST /api/v1/tickets", Scope::Act),
+    (
+        "GET /api/v1/tickets/export",
+        Scope::List(&["month={month}", "month={month}&format=json&lang=en"]),
+    ),
+    ("GET /api/v1/tickets/{id}", Scope::Get),
+    ("GET /api/v1/tickets/{id}/history", Scope::Get),
+    ("POST /api/v1/tickets/{id}/actions/*", Scope::Act),
+    ("GET /api/v1/tickets/{id}/attachments", Scope::Get),
+    ("POST /api/v1/tickets/{id}/attachments", Scope::Act),
+    ("GET /api/v1/tickets/{id}/attachments/{sha256}", Scope::Get),
+    ("GET /api/v1/stats/tickets", Scope::List(&["", "by=school"])),
+];
+
+/// The expectation of an operation; panics naming it when there is none.
+fn scope_of(op: &Operation) -> Scope {
+    let key = format!("{} {}", op.method, op.path);
+    SCHOOL_SCOPE
+        .iter()
+        .find(|(k, _)| {
+            *k == key
+                || k.strip_suffix('*')
+                    .is_some_and(|prefix| key.starts_with(prefix))
+        })
+        .map(|(_, scope)| *scope)
+        .unwrap_or_else(|| {
+            panic!(
+                "no cross-school expectation for `{key}`: add one to SCHOOL_SCOPE in \
+                 tests/hostile_http.rs (how must a token scoped to another school be treated?)"
+            )
+        })
+}
+
+fn two_schools_toml() -> String {
+    let mut toml = String::new();
+    for school in [SCHOOL, OTHER] {
+        for role in ROLES {
+            toml.push_str(&format!(
+                "[[http.tokens]]\nname = \"{school}-{role}\"\ntoken = \"{}\"\nrole = \"{role}\"\nschools = [\"{school}\"]\n\n",
+                scoped_token(school, role)
+            ));
+        }
+        for device in ["room-1", "room-2"] {
+            if school == SCHOOL {
+                continue; // in extra_toml already
+            }
+            toml.push_str(&format!(
+                "[[devices]]\nid = \"{device}\"\nschool = \"{school}\"\nprofile = \"test_room\"\n\n"
+            ));
+        }
+    }
+    toml
+}
+
+/// Whether an answer shows anything of the other school (its id, its ticket numbers).
+fn shows_other(body: &str) -> bool {
+    body.to_ascii_lowercase().contains(OTHER)
+}
+
+/// A request as `token` (or none): status and body text.
+async fn call(
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().unwrap(), gw.url(path))
+        .timeout(Duration::from_secs(20));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// An operation's request against `fx`: path, query variants and body.
+fn requests(op: &Operation, fx: &Fixture, queries: &[&str], month: &str) -> Vec<String> {
+    let path = fx.fill(&op.path, &BTreeMap::new());
+    let mut out = Vec::new();
+    for q in queries {
+        let q = q.replace("{month}", month);
+        let mut variants = vec![q.clone()];
+        if op.query_params.iter().any(|p| p == "school") {
+            let sep = if q.is_empty() { "" } else { "&" };
+            variants.push(format!("{q}{sep}school={}", fx.school));
+        }
+        for v in variants {
+            out.push(if v.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{v}")
+            });
+        }
+    }
+    out
+}
+
+/// Follows the alarm stream as `token`, collecting its text until `until` appears in it.
+fn follow_stream(
+    gw: &TestGateway,
+    token: String,
+    until: String,
+) -> tokio::task::JoinHandle<String> {
+    let url = gw.url("/api/v1/alarms/stream");
+    tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let mut body = resp.bytes_stream();
+        let mut text = String::new();
+        while !text.contains(&until) {
+            match tokio::time::timeout(Duration::from_secs(10), body.next()).await {
+                Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => panic!("the stream ended or stalled before `{until}`:\n{text}"),
+            }
+        }
+        text
+    })
+}
+
+/// What the scoped refusals could change, of the other school.
+async fn other_school_state(gw: &TestGateway, fx: &Fixture) -> Value {
+    let admin = Some(ADMIN_TOKEN);
+    let (_, alarm) = gw
+        .get_json(&format!("/api/v1/alarms/{}", fx.alarm_id), admin)
+        .await;
+    let (_, ticket) = gw
+        .get_json(&format!("/api/v1/tickets/{}", fx.ticket_id), admin)
+        .await;
+    let (_, drills) = gw.get_json("/api/v1/drills", admin).await;
+    let (_, tickets) = gw
+        .get_json(&format!("/api/v1/tickets?school={OTHER}"), admin)
+        .await;
+    json!({
+        "alarm": [alarm["state"], alarm["shelved"], alarm["journal"].as_array().map(Vec::len)],
+        "ticket": [ticket["state"], ticket["version"], ticket["attachments"].as_array().map(Vec::len)],
+        "drills": drills,
+        "tickets": tickets["tickets"].as_array().map(Vec::len),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::embedded("two-schools", dir.path());
+    setup.extra_toml = format!("{}\n{}", extra_toml(), two_schools_toml());
+    let gw = TestGateway::start(&setup).await;
+    let dev = Device::connect(gw.mqtt_port, &unique("two-schools-dev")).await;
+    let other = |role: &str| scoped_token(OTHER, role);
+
+    // The other school's data: an open alarm, a ticket with an attachment, a drill, history,
+    // an unregistered device.
+    for school in [SCHOOL, OTHER] {
+        dev.publish(&gw.topic(school, "room-1", "telemetry"), r#"{"temp_c":45}"#)
+            .await;
+    }
+    dev.publish(&gw.topic(OTHER, "stray-1", "telemetry"), r#"{"temp_c":20}"#)
+        .await;
+    let alarm_id = eventually("the other school's alarm", Duration::from_secs(10), || {
+        let gw = &gw;
+        async move {
+            let (_, alarms) = gw.get_json("/api/v1/alarms", Some(ADMIN_TOKEN)).await;
+            alarms.as_array()?.iter().find_map(|a| {
+                (a["school"] == OTHER && a["rule"] == "temp_high").then(|| a["id"].as_u64())?
+            })
+        }
+    })
+    .await;
+    let (status, t) = gw
+        .post_json("/api/v1/tickets", Some(&other("admin")), ticket_of(OTHER))
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let ticket_id = t["id"].as_str().unwrap().to_string();
+    let month = month_of(&ticket_id);
+    let jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'];
+    let (status, a) = upload(&gw, &ticket_id, Some(&other("admin")), jpeg).await;
+    assert_eq!(status, 201, "{a}");
+    let sha256 = a["sha256"].as_str().unwrap().to_string();
+    let drill = json!({"school": OTHER, "building": "实验楼", "duration": "1h", "reason": "演练"});
+    let (status, d) = gw
+        .post_json("/api/v1/drills", Some(&other("operator")), drill)
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let fx = Fixture {
+        alarm_id,
+        ticket_id,
+        sha256,
+        school: OTHER,
+        drill_id: d["id"].as_u64(),
+    };
+    let own_tokens: Vec<(&str, String)> = ROLES
+        .iter()
+        .map(|r| (*r, scoped_token(SCHOOL, r)))
+        .collect();
+
+    let before = other_school_state(&gw, &fx).await;
+    let rows = snapshot(&gw.data_dir).await;
+    let mut checked = 0;
+    let mut acts = Vec::new();
+    let mut streamed = false;
+    for op in operations() {
+        let what = format!("{} {}", op.method, op.path);
+        let allowed = op.roles.first().map(String::as_str);
+        match scope_of(&op) {
+            Scope::OwnSession => {}
+            Scope::NoSchoolData => {
+                if op.method != "GET" {
+                    continue;
+                }
+                for path in requests(&op, &fx, &[""], &month) {
+                    for token in [None, Some(own_tokens[0].1.as_str())] {
+                        let (status, body) = call(&gw, "GET", &path, token, None).await;
+                        assert!(status < 500, "{what}: {status}");
+                        assert!(!shows_other(&body), "{what} shows {OTHER}: {body}");
+                        checked += 1;
+                    }
+                }
+            }
+            Scope::List(queries) => {
+                for path in requests(&op, &fx, queries, &month) {
+                    for (role, token) in &own_tokens {
+                        let (status, body) = call(&gw, &op.method, &path, Some(token), None).await;
+                        let refused = [403, 404].contains(&status);
+                        assert!(
+                            refused || (status == 200 && !shows_other(&body)),
+                            "{what} ({path}) as {SCHOOL} {role}: {status} {body}"
+                        );
+                        checked += 1;
+                    }
+                    // Not vacuous: the other school's own caller sees its data there.
+                    let role = allowed.expect("a secured list");
+                    let (status, body) =
+                        call(&gw, &op.method, &path, Some(&other(role)), None).await;
+                    assert_eq!(status, 200, "{what} ({path}) as {OTHER} {role}: {body}");
+                    assert!(
+                        shows_other(&body),
+                        "{what} ({path}) shows {OTHER} nothing: {body}"
+                    );
+                }
+            }
+            Scope::Get => {
+                let path = fx.fill(&op.path, &BTreeMap::new());
+                for (role, token) in &own_tokens {
+                    let (status, body) = call(&gw, &op.method, &path, Some(token), None).await;
+                    assert!(
+                        [403, 404].contains(&status),
+                        "{what} as {SCHOOL} {role}: {status} {body}"
+                    );
+                    checked += 1;
+                }
+                let role = allowed.expect("a secured read");
+                let (status, body) = call(&gw, &op.method, &path, Some(&other(role)), None).await;
+                assert_eq!(status, 200, "{what} as {OTHER} {role}: {body}");
+            }
+            Scope::Act => {
+                let path = fx.fill(&op.path, &BTreeMap::new());
+                let body = fx.body(&op);
+                for (role, token) in &own_tokens {
+                    let (status, answer) = if op.multipart {
+                        let jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 3];
+                        let (s, a) = upload(&gw, &fx.ticket_id, Some(token), jpeg).await;
+                        (s, a.to_string())
+                    } else {
+                        let body = op.json_body.then_some(&body);
+                        call(&gw, &op.method, &path, Some(token), body).await
+                    };
+                    assert!(
+                        [403, 404].contains(&status),
+                        "{what} on {OTHER} as {SCHOOL} {role}: {status} {answer}"
+                    );
+                    checked += 1;
+                }
+                acts.push((op, path, body));
+            }
+            Scope::Kpis => {
+                let kpis = |token: String| {
+                    let gw = &gw;
+                    async move {
+                        let (status, k) = gw.get_json("/api/v1/alarms/kpis", Some(&token)).await;
+                        assert_eq!(status, 200, "{k}");
+                        k
+                    }
+                };
+                let all = kpis(ADMIN_TOKEN.into()).await["alarms_last_hour"].clone();
+                let theirs = kpis(other("operator")).await["alarms_last_hour"].clone();
+                assert!(
+                    theirs.as_u64() >= Some(1),
+                    "the other school raised nothing"
+                );
+                for (role, token) in &own_tokens {
+                    let ours = kpis(token.clone()).await;
+                    assert!(!shows_other(&ours.to_string()), "{what}: {ours}");
+                    assert_eq!(
+                        ours["alarms_last_hour"].as_u64().unwrap() + theirs.as_u64().unwrap(),
+                        all.as_u64().unwrap(),
+                        "{what} as {SCHOOL} {role} counts the other school: {ours}"
+                    );
+                    checked += 1;
+                }
+            }
+            Scope::Stream => {
+                // A stream per role of ours, and one of theirs. Then a drill and an alarm of
+                // theirs, then an alarm of ours: ours see their own alarm, nothing before it.
+                let ours_marker = format!("{SCHOOL}/room-2/temp_c");
+                let mut streams = Vec::new();
+                for (role, token) in &own_tokens {
+                    streams.push((
+                        *role,
+                        follow_stream(&gw, token.clone(), ours_marker.clone()),
+                    ));
+                }
+                let theirs_marker = format!("{OTHER}/room-2/temp_c");
+                let theirs = follow_stream(&gw, other("bureau"), theirs_marker);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let library = json!({"school": OTHER, "building": "图书馆", "duration": "1h", "reason": "演练"});
+                let (status, d) = gw
+                    .post_json("/api/v1/drills", Some(&other("operator")), library)
+                    .await;
+                assert_eq!(status, 201, "{d}");
+                for school in [OTHER, SCHOOL] {
+                    dev.publish(&gw.topic(school, "room-2", "telemetry"), r#"{"temp_c":45}"#)
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                for (role, stream) in streams {
+                    let text = stream.await.unwrap();
+                    assert!(!shows_other(&text), "{what} as {SCHOOL} {role}:\n{text}");
+                    checked += 1;
+                }
+                let text = theirs.await.unwrap();
+                assert!(
+                    text.contains("event: drill") && text.contains("图书馆"),
+                    "{text}"
+                );
+                streamed = true;
+            }
+        }
+    }
+    assert!(streamed, "the stream was not checked");
+    assert!(checked >= 200, "only {checked} checks");
+    // Nothing of the other school changed (the stream check added a drill and an alarm of its
+    // own, through the other school's tokens: compare what the refusals could touch).
+    let after = other_school_state(&gw, &fx).await;
+    assert_eq!(
+        after["alarm"], before["alarm"],
+        "a refused action changed the alarm"
+    );
+    assert_eq!(
+        after["ticket"], before["ticket"],
+        "a refused action changed the ticket"
+    );
+    assert_eq!(
+        after["tickets"], before["tickets"],
+        "a refused action filed a ticket"
+    );
+    let drill_ids = |v: &Value| -> Vec<Value> {
+        v["drills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].clone())
+            .collect()
+    };
+    assert!(
+        drill_ids(&after).contains(&json!(fx.drill_id)),
+        "a refused action ended the drill"
+    );
+    let mut expected_rows = rows.clone();
+    *expected_rows.get_mut("campusguard.db:drills").unwrap() += 1;
+    assert_eq!(
+        snapshot(&gw.data_dir).await,
+        expected_rows,
+        "a refused action changed rows"
+    );
+
+    // Not vacuous: the other school's own callers get past the scope check of every action.
+    for (op, path, body) in acts {
+        let what = format!("{} {}", op.method, op.path);
+        let role = op.roles.first().expect("a secured action");
+        let token = other(role);
+        let status = if op.multipart {
+            let jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 4];
+            upload(&gw, &fx.ticket_id, Some(&token), jpeg).await.0
+        } else {
+            let body = op.json_body.then_some(&body);
+            call(&gw, &op.method, &path, Some(&token), body).await.0
+        };
+        assert!(
+            ![401, 403, 404].contains(&status),
+            "{what} as {OTHER} {role} did not get past the scope check: {status}"
+        );
+    }
+    drop(dev);
+    gw.stop().await;
+}
+
+#[test]
+fn a_route_without_a_cross_school_expectation_fails_the_coverage_test_by_name() {
+    let op = Operation {
+        method: "GET".into(),
+        path: "/api/v1/notifications".into(),
+        roles: vec!["admin".into()],
+        public: false,
+        json_body: false,
+        multipart: false,
+        string_params: Vec::new(),
+        query_params: Vec::new(),
+    };
+    let panic = std::panic::catch_unwind(|| scope_of(&op)).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("`GET /api/v1/notifications`"), "{message}");
+    assert!(message.contains("SCHOOL_SCOPE"), "{message}");
+    // Every operation documented today has one.
+    for op in operations() {
+        scope_of(&op);
+    }
 }

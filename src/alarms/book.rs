@@ -1,10 +1,16 @@
-//! [`AlarmBook`]: the open alarms and their lifecycle. Pure and synchronous.
+//! [`AlarmBook`]: the open alarms and their lifecycle. Pure and synchronous: the caller passes
+//! the time, as Unix ms (what people see and the journal records) and, where something expires,
+//! as a monotonic [`Instant`] (what decides when it expires).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{Alarm, AlarmEvent, AlarmState, Shelve, Transition, SYSTEM_USER};
-use crate::model::{ConditionChange, SensorId};
+use crate::access::Role;
+use crate::model::{AlarmClass, ConditionChange, SensorId};
 
 /// Why an operator action was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,6 +29,36 @@ pub enum AlarmError {
     NotActive(u64),
     #[error("shelve expiry must be in the future and at most {max_hours} h away")]
     BadShelveExpiry { max_hours: i64 },
+    #[error("alarm {0} is a fire or gas alarm: only an operator or an admin may shelve it")]
+    ShelveNotAllowed(u64),
+    #[error(
+        "alarm {id} has been shelved since {since_ms} (Unix ms): only an admin may extend the shelve past {max_hours} h from then"
+    )]
+    ShelveTooLong {
+        id: u64,
+        since_ms: i64,
+        max_hours: i64,
+    },
+}
+
+impl AlarmError {
+    /// Refusals because of who asked (the API answers 403), not of the alarm's state.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            AlarmError::ShelveNotAllowed(_) | AlarmError::ShelveTooLong { .. }
+        )
+    }
+}
+
+/// A request to shelve an alarm.
+#[derive(Debug, Clone)]
+pub struct ShelveRequest {
+    pub user: String,
+    pub role: Role,
+    /// Unix ms, at most [`MAX_SHELVE_MS`] ahead.
+    pub until_ms: i64,
+    pub reason: String,
 }
 
 /// The open alarms (everything not `cleared`), keyed by id and by (sensor, rule).
@@ -31,6 +67,10 @@ pub struct AlarmBook {
     alarms: BTreeMap<u64, Alarm>,
     by_key: HashMap<(SensorId, Arc<str>), u64>,
     next_id: u64,
+    /// When each shelve ends, on the monotonic clock. A shelve restored from the store gets its
+    /// deadline at the first [`AlarmBook::expire_shelves`] (from the time left on its wall
+    /// clock expiry then).
+    shelve_deadlines: HashMap<u64, Instant>,
 }
 
 /// Longest shelve: an alarm never disappears from the board for more than a day unnoticed.
@@ -218,42 +258,81 @@ impl AlarmBook {
             .ok_or(AlarmError::NotFound(id))
     }
 
-    /// Shelves an open alarm until `until_ms` (at most [`MAX_SHELVE_MS`] ahead).
+    /// Shelves an open alarm until `request.until_ms` (at most [`MAX_SHELVE_MS`] ahead).
+    /// `fire` and `gas` alarms are shelved only by operators and admins; shelving an alarm that
+    /// is shelved extends the run of shelves, which only an admin may take past
+    /// [`MAX_SHELVE_MS`] from its first shelve. The shelve ends at `now` + the time asked for,
+    /// on the monotonic clock.
     pub fn shelve(
         &mut self,
         id: u64,
-        user: &str,
-        until_ms: i64,
-        reason: String,
+        request: ShelveRequest,
         now_ms: i64,
+        now: Instant,
     ) -> Result<AlarmEvent, AlarmError> {
+        let ShelveRequest {
+            user,
+            role,
+            until_ms,
+            reason,
+        } = request;
+        let max_hours = MAX_SHELVE_MS / 3_600_000;
         if until_ms <= now_ms || until_ms - now_ms > MAX_SHELVE_MS {
-            return Err(AlarmError::BadShelveExpiry {
-                max_hours: MAX_SHELVE_MS / 3_600_000,
-            });
+            return Err(AlarmError::BadShelveExpiry { max_hours });
         }
         let alarm = self.alarms.get_mut(&id).ok_or(AlarmError::NotFound(id))?;
+        if matches!(alarm.class, AlarmClass::Fire | AlarmClass::Gas)
+            && !matches!(role, Role::Operator | Role::Admin)
+        {
+            return Err(AlarmError::ShelveNotAllowed(id));
+        }
+        // Still shelved: this extends the run. (An older shelve without `since_ms` may have
+        // begun as much as a whole shelve before its expiry.)
+        let since_ms = match &alarm.shelved {
+            Some(s) => s.since_ms.unwrap_or(s.until_ms - MAX_SHELVE_MS),
+            None => now_ms,
+        };
+        if until_ms - since_ms > MAX_SHELVE_MS && role != Role::Admin {
+            return Err(AlarmError::ShelveTooLong {
+                id,
+                since_ms,
+                max_hours,
+            });
+        }
         alarm.shelved = Some(Shelve {
             until_ms,
             reason: reason.clone(),
-            by: user.to_string(),
+            by: user.clone(),
+            since_ms: Some(since_ms),
         });
         alarm.updated_at = now_ms;
-        self.event(id, Transition::Shelved, now_ms, user, Some(reason), false)
+        let left = Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+        self.shelve_deadlines.insert(id, now + left);
+        self.event(id, Transition::Shelved, now_ms, &user, Some(reason), false)
             .ok_or(AlarmError::NotFound(id))
     }
 
-    /// Ends shelves that have expired.
-    pub fn expire_shelves(&mut self, now_ms: i64) -> Vec<AlarmEvent> {
-        let expired: Vec<u64> = self
-            .alarms
-            .values()
-            .filter(|a| a.shelved.as_ref().is_some_and(|s| s.until_ms <= now_ms))
-            .map(|a| a.id)
-            .collect();
+    /// Ends shelves whose time is up on the monotonic clock (`now`); `now_ms` is the wall time
+    /// journaled for the transition.
+    pub fn expire_shelves(&mut self, now_ms: i64, now: Instant) -> Vec<AlarmEvent> {
+        let mut expired = Vec::new();
+        for alarm in self.alarms.values() {
+            let Some(shelve) = &alarm.shelved else {
+                continue;
+            };
+            let deadline = *self.shelve_deadlines.entry(alarm.id).or_insert_with(|| {
+                // Restored from the store: what was left of it when the gateway came back.
+                let left = u64::try_from(shelve.until_ms - now_ms).unwrap_or(0);
+                now + Duration::from_millis(left)
+            });
+            if deadline <= now {
+                expired.push(alarm.id);
+            }
+        }
         expired
             .into_iter()
             .filter_map(|id| {
+                self.shelve_deadlines.remove(&id);
                 let alarm = self.alarms.get_mut(&id)?;
                 alarm.shelved = None;
                 alarm.updated_at = now_ms;
@@ -277,6 +356,7 @@ impl AlarmBook {
         } else {
             let alarm = self.alarms.remove(&id)?;
             self.by_key.remove(&alarm.key());
+            self.shelve_deadlines.remove(&id);
             alarm
         };
         Some(AlarmEvent {

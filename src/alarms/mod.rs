@@ -9,10 +9,10 @@
 //! when the condition returns to normal before anyone acknowledged. `fire` and `gas` alarms
 //! latch: they stay active after the condition clears until an operator resets them.
 
-mod book;
+pub mod book;
 mod config;
 
-pub use book::{AlarmBook, AlarmError};
+pub use book::{AlarmBook, AlarmError, ShelveRequest, MAX_SHELVE_MS};
 pub use config::AlarmsConfig;
 
 use std::sync::Arc;
@@ -56,12 +56,19 @@ impl AlarmState {
     }
 }
 
-/// A shelved alarm is hidden from the board until `until_ms` (Unix ms).
+/// A shelved alarm is hidden from the board until `until_ms` (Unix ms; shown to people — the
+/// book ends the shelve on the monotonic clock, so a wall-clock jump neither ends nor prolongs
+/// it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Shelve {
     pub until_ms: i64,
     pub reason: String,
     pub by: String,
+    /// Unix ms of the first shelve of an unbroken run of shelves (extensions keep it): a run
+    /// longer than [`MAX_SHELVE_MS`](book::MAX_SHELVE_MS) from here needs an admin. `None` in
+    /// alarms journaled before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
 }
 
 /// One alarm: the state of one (sensor, rule) pair from raise to close.

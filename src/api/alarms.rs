@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::Json;
@@ -24,14 +25,17 @@ use super::extract::{ask, bounded_text, optional_body, AlarmHandler, Reader};
 use super::kpis;
 use super::state::AppState;
 use crate::access::Principal;
-use crate::alarms::{Alarm, AlarmError, AlarmEvent};
+use crate::alarms::{Alarm, AlarmError, AlarmEvent, ShelveRequest};
 use crate::model::now_ms;
 use crate::pipeline::Command;
+
+/// The live stream: exempt from the request timeout (it ends at shutdown or session end).
+pub(super) const STREAM_PATH: &str = "/api/v1/alarms/stream";
 
 pub fn routes() -> Routes {
     Routes::new()
         .route("/api/v1/alarms", get(list_alarms))
-        .route("/api/v1/alarms/stream", get(alarm_stream))
+        .route(STREAM_PATH, get(alarm_stream))
         .route("/api/v1/alarms/kpis", get(kpis::kpis))
         .route("/api/v1/alarms/{id}", get(get_alarm))
         .route("/api/v1/alarms/{id}/ack", post(acknowledge))
@@ -138,6 +142,7 @@ fn alarm_result(result: Result<AlarmEvent, AlarmError>) -> Result<Json<AlarmEven
     result.map(Json).map_err(|e| match e {
         AlarmError::NotFound(_) => ApiError::not_found(e.to_string()),
         AlarmError::BadShelveExpiry { .. } => ApiError::bad_request(e.to_string()),
+        _ if e.is_forbidden() => ApiError::forbidden(e.to_string()),
         _ => ApiError::conflict(e.to_string()),
     })
 }
@@ -192,14 +197,18 @@ async fn shelve(
     let reason = bounded_text("reason", Some(body.reason), 1000)?.unwrap_or_default();
     let until_ms = now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
     authorize_alarm(&state, &who, id).await?;
-    let result = ask(&state, |reply| Command::Shelve {
-        id,
+    // The alarm book decides by role: fire and gas need an operator or an admin, and only an
+    // admin extends a run of shelves past 24 h.
+    let role = who
+        .role
+        .ok_or_else(|| ApiError::unauthorized("this action needs a token or a login"))?;
+    let request = ShelveRequest {
         user: who.name.clone(),
+        role,
         until_ms,
         reason,
-        reply,
-    })
-    .await?;
+    };
+    let result = ask(&state, |reply| Command::Shelve { id, request, reply }).await?;
     alarm_result(result)
 }
 
@@ -233,14 +242,18 @@ async fn reset(
     alarm_result(result)
 }
 
+/// The live stream. It ends at shutdown, and — for a console session — when the session ends
+/// (logout, password change, user disabled, expiry).
 async fn alarm_stream(
     State(state): State<AppState>,
     Reader(who): Reader,
+    parts: Parts,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let metrics = state.metrics.clone();
     metrics.sse_clients.inc();
     let guard = SseClientGuard(metrics);
     let shutdown = state.shutdown.clone();
+    let session_end = state.auth.session_end(&parts);
     // Drill starts and ends ride on the same stream as `drill` events (clients that only
     // listen for `alarm` ignore them).
     let drills = drill_events(&state, who.clone());
@@ -260,8 +273,18 @@ async fn alarm_stream(
         }
     });
     let stream = futures::stream::select(stream, drills);
-    let stream =
-        futures::StreamExt::take_until(stream, async move { shutdown.cancelled_owned().await });
+    let ended = async move {
+        match session_end {
+            Some(session) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = session.cancelled() => {}
+                }
+            }
+            None => shutdown.cancelled().await,
+        }
+    };
+    let stream = futures::StreamExt::take_until(stream, ended);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -2,7 +2,10 @@
 //! which stands for its user wherever a bearer token would. The sessions themselves are kept
 //! by [`crate::users::sessions`]; roles and school scope are [`crate::access`].
 
+use std::sync::Arc;
+
 use axum::http::request::Parts;
+use tokio_util::sync::CancellationToken;
 
 use super::config::HttpConfig;
 use super::error::ApiError;
@@ -22,12 +25,12 @@ pub struct Authenticator {
     tokens: Vec<TokenEntry>,
     public_read: bool,
     /// Console sessions opened by `/login`.
-    pub sessions: SessionTable,
+    pub sessions: Arc<SessionTable>,
 }
 
 impl Authenticator {
     /// The tokens of `config`; console logins open sessions in `sessions`.
-    pub fn new(config: &HttpConfig, sessions: SessionTable) -> Self {
+    pub fn new(config: &HttpConfig, sessions: Arc<SessionTable>) -> Self {
         let tokens = config
             .tokens
             .iter()
@@ -55,6 +58,25 @@ impl Authenticator {
             .find_map(|h| cookie_value(h, SESSION_COOKIE))
     }
 
+    /// Whether the request authenticates with its session cookie (no bearer or query token).
+    pub fn by_cookie(parts: &Parts) -> bool {
+        !Self::presents_token(parts) && Self::session_token(parts).is_some()
+    }
+
+    /// Whether the request carries a bearer token (header or `?token=`), valid or not.
+    fn presents_token(parts: &Parts) -> bool {
+        Self::presented_token(parts).is_some()
+    }
+
+    /// Cancelled when the console session the request is authenticated with ends; `None` for
+    /// bearer tokens (which do not end) and for no live session.
+    pub fn session_end(&self, parts: &Parts) -> Option<CancellationToken> {
+        if Self::presents_token(parts) {
+            return None;
+        }
+        Self::session_token(parts).and_then(|t| self.sessions.ended(t))
+    }
+
     /// The principal of a token, if it is one of ours.
     pub fn lookup(&self, presented: &str) -> Option<&Principal> {
         let presented = presented.as_bytes();
@@ -72,6 +94,19 @@ impl Authenticator {
     /// set headers), or else a live console session cookie. An unknown or expired session
     /// counts as anonymous (the console then shows its login page).
     pub fn principal(&self, parts: &Parts) -> Result<Principal, ApiError> {
+        match Self::presented_token(parts) {
+            Some(token) => self
+                .lookup(token)
+                .cloned()
+                .ok_or_else(|| ApiError::unauthorized("invalid token")),
+            None => Ok(Self::session_token(parts)
+                .and_then(|t| self.sessions.lookup(t))
+                .unwrap_or_else(Principal::anonymous)),
+        }
+    }
+
+    /// The bearer token of `Authorization: Bearer …` or `?token=`, if any.
+    fn presented_token(parts: &Parts) -> Option<&str> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -82,15 +117,7 @@ impl Authenticator {
             .uri
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-        match header.or(query) {
-            Some(token) => self
-                .lookup(token)
-                .cloned()
-                .ok_or_else(|| ApiError::unauthorized("invalid token")),
-            None => Ok(Self::session_token(parts)
-                .and_then(|t| self.sessions.lookup(t))
-                .unwrap_or_else(Principal::anonymous)),
-        }
+        header.or(query)
     }
 
     /// A caller allowed to read: any valid token, or anyone when `public_read`.

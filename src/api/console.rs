@@ -6,23 +6,28 @@
 //! `/logout` (`POST`), `/assets/{file}` (every file under `web/` listed in [`ASSETS`]; `file`
 //! may name a subfolder, e.g. `views/control.js`), `GET|DELETE /api/v1/session`.
 
+use std::net::IpAddr;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::area::Routes;
 use super::auth::{Authenticator, SESSION_COOKIE};
 use super::error::ApiError;
 use super::extract::Reader;
+use super::server::ClientAddr;
 use super::state::AppState;
 use crate::access::Principal;
-use crate::users::{log_failed_login, LoginGate};
+use crate::metrics::LoginResult;
+use crate::users::{log_failed_login, Admission, Verdict};
 
 /// Content security policy for the console: everything from the gateway itself, nothing else.
 const CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
@@ -153,8 +158,10 @@ fn session_cookie(value: &str, max_age_secs: u64, secure: bool) -> Result<Header
 
 async fn login(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let client = client.map(|Extension(c)| c);
     let Json(body) = body?;
     let name = body.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 64 || body.password.chars().count() > 1024 {
@@ -162,37 +169,60 @@ async fn login(
             "name or password missing or too long",
         ));
     }
-    if let LoginGate::Locked { retry_after } = state.login_limiter.check(&name) {
-        // Not logged again: the lock was logged when it began (an attacker cannot flood the log).
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            "too many failed logins; try again later",
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+    // Throttled before the password is checked (see `users::throttle`): an admitted attempt
+    // waits for its turn; one refused is answered at once, without a check.
+    let client = client.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let ticket = match state.login_throttle.admit(&name, client, Instant::now()) {
+        Admission::Go(ticket) => ticket,
+        Admission::Refused { why, retry_after } => {
+            state.metrics.login_attempt(LoginResult::Throttled);
+            if let Some(suppressed) = state.metrics.login_log.allow("login_throttled") {
+                tracing::warn!(user = %name, client = %client, why = why.as_str(), suppressed, "console login throttled");
+            }
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed logins; try again later",
+            )
+            .into_response();
+            let secs = retry_after.as_secs_f64().ceil().max(1.0);
+            if let Ok(v) = HeaderValue::from_str(&format!("{secs}")) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
-    let user = state
+    };
+    tokio::time::sleep_until(ticket.at()).await;
+    let verdict = state
         .users
         .verify(&name, &body.password)
         .await
         .map_err(ApiError::internal)?;
-    let Some(user) = user else {
-        let failures = state.login_limiter.failed(&name);
-        let reason = if failures >= state.login_limiter.max_failures() {
-            "wrong name or password; name locked"
-        } else {
-            "wrong name or password"
-        };
-        log_failed_login(&name, failures, reason);
-        return Err(ApiError::unauthorized("wrong user name or password"));
+    let user = match verdict {
+        Verdict::Valid(user) => {
+            ticket.succeeded();
+            state.metrics.login_attempt(LoginResult::Success);
+            user
+        }
+        // A disabled user is told the same as a wrong password (no hint the name exists).
+        Verdict::Wrong | Verdict::Disabled => {
+            ticket.failed();
+            state.metrics.login_attempt(LoginResult::Failure);
+            let reason = match verdict {
+                Verdict::Disabled => "user disabled",
+                _ => "wrong name or password",
+            };
+            log_failed_login(&name, client, reason);
+            return Err(ApiError::unauthorized("wrong user name or password"));
+        }
     };
-    state.login_limiter.succeeded(&name);
     let principal = user.principal();
-    let token = state.auth.sessions.create(principal.clone());
+    let token = state
+        .auth
+        .sessions
+        .create(principal.clone())
+        .await
+        .map_err(ApiError::internal)?;
     tracing::info!(user = %user.name, role = user.role.as_str(), "console login");
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -209,7 +239,12 @@ async fn login(
 
 async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     if let Some(token) = Authenticator::session_token(&parts) {
-        state.auth.sessions.remove(token);
+        state
+            .auth
+            .sessions
+            .remove(token)
+            .await
+            .map_err(ApiError::internal)?;
     }
     let mut headers = HeaderMap::new();
     headers.insert(

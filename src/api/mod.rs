@@ -5,7 +5,8 @@
 //! `health` (liveness, readiness, metrics, the OpenAPI document), `alarms` (list, read,
 //! acknowledge, shelve, reset, SSE stream, KPIs from `kpis`), `devices` (devices, sensors,
 //! history), `console` (pages, assets, login and session), `tickets` and `drills`.
-//! `routes` merges the areas into [`router`].
+//! `routes` merges the areas into [`router`]; `guard` holds what applies to every request
+//! (request timeout); `server` runs the connection loop (connection cap, header timeout).
 //!
 //! Imports point one way: `routes` → the area files → `extract` (extractors, `ask`),
 //! `area` (the route list), `auth`, `error` and `state`; none of those imports an area.
@@ -19,10 +20,12 @@ mod devices;
 mod drills;
 mod error;
 mod extract;
+mod guard;
 mod health;
 mod kpis;
 pub mod openapi;
 mod routes;
+pub mod server;
 mod state;
 mod tickets;
 
@@ -34,7 +37,6 @@ pub use state::AppState;
 use std::net::SocketAddr;
 
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 /// The API could not listen on its address.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +46,15 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
-/// Binds `listen` and serves the API and the console on `tasks` until `state.shutdown`;
-/// returns the address it listens on (the port when `listen` asked for port 0).
+/// Binds `config.listen` and serves the API and the console on `tasks` until
+/// `state.shutdown`, under the connection cap and the header-read timeout of `config`
+/// (`server.rs`); returns the address it listens on (the port when `listen` asked for port 0).
 pub async fn serve(
-    listen: SocketAddr,
+    config: &HttpConfig,
     state: AppState,
     tasks: &TaskTracker,
 ) -> Result<SocketAddr, ListenError> {
+    let listen = config.listen;
     let failed = |source| ListenError {
         addr: listen,
         source,
@@ -60,14 +64,7 @@ pub async fn serve(
         .map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
     let stop = state.shutdown.clone();
-    let app = router(state);
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "HTTP server stopped with an error");
-        }
-    });
+    let metrics = state.metrics.clone();
+    server::spawn(listener, router(state), config, metrics, stop, tasks);
     Ok(addr)
 }

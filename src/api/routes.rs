@@ -5,12 +5,12 @@
 //! check that the router and the OpenAPI document list the same paths.
 
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
+use axum::{middleware, Router};
 
 use super::area::Routes;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{alarms, console, devices, drills, health, tickets};
+use super::{alarms, console, devices, drills, guard, health, tickets};
 
 /// Every area's routes, merged.
 pub fn areas() -> Routes {
@@ -25,10 +25,13 @@ pub fn areas() -> Routes {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
+    let timeout = middleware::from_fn_with_state(state.clone(), guard::request_timeout);
     areas()
         .into_router()
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(guard::cookie_mutations))
+        .layer(timeout)
         .with_state(state)
 }
 

@@ -22,13 +22,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<auth::Authenticator>,
     pub max_body_bytes: usize,
+    /// Requests not answered within this get 408 (the alarm stream is exempt).
+    pub request_timeout: std::time::Duration,
     /// Whether readiness needs the MQTT connection.
     pub mqtt_required: bool,
     /// Ends long-lived responses (SSE) so graceful shutdown does not wait on them forever.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Console users (login checks passwords here).
     pub users: crate::users::UserStore,
-    pub login_limiter: Arc<crate::users::LoginLimiter>,
+    /// Decides console logins before their password is checked.
+    pub login_throttle: Arc<crate::users::LoginThrottle>,
     /// Mark the session cookie `Secure`.
     pub secure_cookie: bool,
     /// Hazard tickets (workflow, ledger, attachments).

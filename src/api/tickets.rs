@@ -2,9 +2,10 @@
 //! history, take workflow actions, upload and fetch evidence, the monthly ledger export and
 //! per-school stats. Role checks live in [`crate::tickets`]; this file maps HTTP to them.
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
@@ -32,7 +33,8 @@ pub fn routes() -> Routes {
         .route("/api/v1/tickets/{id}/actions/{action}", post(act))
         .route(
             "/api/v1/tickets/{id}/attachments",
-            // The size limit is the ticket config's, enforced while streaming the upload.
+            // The size limits are the ticket config's, enforced on every multipart field while
+            // the upload streams in (`bounded_multipart`).
             get(list_attachments)
                 .post(upload)
                 .layer(DefaultBodyLimit::disable()),
@@ -195,12 +197,76 @@ async fn list_attachments(
     )))
 }
 
-/// Multipart: a `kind` field (`before`, `after`, `other`; default `other`) and a `file` field.
+/// Longest `kind` field accepted, in bytes (`before`, `after`, `other`).
+const MAX_KIND_BYTES: u64 = 16;
+/// Room for the multipart framing around the fields (boundaries, part headers, `kind`).
+const MULTIPART_OVERHEAD_BYTES: u64 = 16 * 1024;
+
+/// The upload body as multipart with a size limit on every field and on the whole stream, so
+/// neither a long field, nor a part header without an end, nor a flood of fields is buffered.
+fn bounded_multipart(
+    headers: &HeaderMap,
+    body: Body,
+    file_max: usize,
+) -> Result<multer::Multipart<'static>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "an upload is multipart/form-data with fields kind and file",
+        )
+    })?;
+    let file_max = u64::try_from(file_max).unwrap_or(u64::MAX);
+    let limits = multer::SizeLimit::new()
+        .whole_stream(file_max.saturating_add(MULTIPART_OVERHEAD_BYTES))
+        .for_field("kind", MAX_KIND_BYTES)
+        .for_field("file", file_max);
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["kind", "file"])
+        .size_limit(limits);
+    Ok(multer::Multipart::with_constraints(
+        body.into_data_stream(),
+        boundary,
+        constraints,
+    ))
+}
+
+/// A multipart failure as the API answers it: a field or the whole upload too large → 413,
+/// anything else → 400.
+fn multipart_error(e: multer::Error) -> ApiError {
+    match e {
+        multer::Error::FieldSizeExceeded { limit, field_name } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "multipart field `{}` is larger than {limit} bytes",
+                field_name.as_deref().unwrap_or("?")
+            ),
+        ),
+        multer::Error::StreamSizeExceeded { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("upload larger than {limit} bytes"),
+        ),
+        multer::Error::UnknownField { .. } => {
+            ApiError::bad_request("unknown multipart field (kind, file)")
+        }
+        other => ApiError::bad_request(format!("multipart: {other}")),
+    }
+}
+
+/// Multipart: a `kind` field (`before`, `after`, `other`; default `other`) and a `file` field,
+/// each at most once and each bounded (`kind` 16 bytes, `file` `tickets.attachment_max_bytes`).
 async fn upload(
     State(state): State<AppState>,
     TicketUser(who): TicketUser,
     Path(id): Path<String>,
-    mut multipart: Multipart,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     // Check access before reading the body.
     state.tickets.get(&who, &id).await?;
@@ -210,62 +276,66 @@ async fn upload(
         ));
     }
     let max = state.tickets.config.attachment_max_bytes;
-    let mut kind = AttachmentKind::Other;
+    let mut multipart = bounded_multipart(&headers, body, max)?;
+    let mut kind = None;
     let mut file: Option<Vec<u8>> = None;
-    loop {
-        let field = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::bad_request(format!("multipart: {e}")))?;
-        let Some(mut field) = field else { break };
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
-            Some("kind") => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::bad_request(format!("multipart: {e}")))?;
-                kind = AttachmentKind::parse(text.trim())
-                    .ok_or_else(|| ApiError::bad_request("kind must be before, after or other"))?;
+            Some("kind") if kind.is_none() => {
+                let text = field.text().await.map_err(multipart_error)?;
+                kind =
+                    Some(AttachmentKind::parse(text.trim()).ok_or_else(|| {
+                        ApiError::bad_request("kind must be before, after or other")
+                    })?);
             }
-            Some("file") => {
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| ApiError::bad_request(format!("multipart: {e}")))?
-                {
-                    if bytes.len() + chunk.len() > max {
-                        return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "too_large",
-                            format!("attachment larger than {max} bytes"),
-                        ));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                file = Some(bytes);
+            Some("file") if file.is_none() => {
+                file = Some(field.bytes().await.map_err(multipart_error)?.to_vec());
             }
             _ => {
                 return Err(ApiError::bad_request(
-                    "unknown multipart field (kind, file)",
+                    "multipart fields are kind and file, each at most once",
                 ))
             }
         }
     }
     let bytes = file.ok_or_else(|| ApiError::bad_request("multipart field `file` missing"))?;
+    let kind = kind.unwrap_or(AttachmentKind::Other);
     let attachment = state.tickets.attach(&who, &id, kind, &bytes).await?;
     Ok((StatusCode::CREATED, Json(json!(attachment))).into_response())
 }
 
+/// The file name an attachment is downloaded as: its hash and the extension of its type.
+fn download_name(sha256: &str, content_type: &str) -> String {
+    let ext = match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    };
+    format!("{sha256}.{ext}")
+}
+
+/// An attachment's bytes, never interpreted by the browser as anything but their sniffed type:
+/// `nosniff`, a download disposition, and a sandbox in case it is opened anyway.
 async fn download(
     State(state): State<AppState>,
     TicketUser(who): TicketUser,
     Path((id, sha256)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (a, bytes) = state.tickets.attachment_bytes(&who, &id, &sha256).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        download_name(&a.sha256, &a.content_type)
+    );
     Ok((
         [
             (header::CONTENT_TYPE, a.content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox".to_string(),
+            ),
             (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
         ],
         bytes,

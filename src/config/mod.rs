@@ -8,7 +8,8 @@
 //! (edited into the document, so positions of untouched keys stay right) → deserialize into
 //! typed per-component structs (`deny_unknown_fields`; syntax and type errors are reported as
 //! `file:line:col: message`) → cross-check everything ([`Config::validate`]) and report all
-//! problems at once.
+//! problems at once. Every message has the credentials of the file and of the overrides masked
+//! (`crate::redact`): an error message ends up in terminals, logs and tickets.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -24,6 +25,7 @@ use crate::ingest::mqtt::MqttConfig;
 use crate::model::valid_name;
 use crate::notify::NotifyConfig;
 use crate::pipeline::{DeviceConfig, PipelineConfig};
+use crate::redact::Secrets;
 use crate::rules::{ProfileSet, RulesConfig};
 use crate::store::timeseries::{TimeseriesConfig, TimeseriesKind};
 use crate::store::StorageConfig;
@@ -89,6 +91,30 @@ pub enum ConfigError {
     Invalid { path: String, problems: Vec<String> },
 }
 
+impl ConfigError {
+    /// The same error with every secret of `secrets` masked in its messages.
+    fn scrubbed(self, secrets: &Secrets) -> Self {
+        match self {
+            ConfigError::Parse {
+                path,
+                line,
+                col,
+                message,
+            } => ConfigError::Parse {
+                path,
+                line,
+                col,
+                message: secrets.scrub(&message),
+            },
+            ConfigError::Invalid { path, problems } => ConfigError::Invalid {
+                path,
+                problems: problems.iter().map(|p| secrets.scrub(p)).collect(),
+            },
+            read @ ConfigError::Read { .. } => read,
+        }
+    }
+}
+
 impl Config {
     /// Reads, overrides from the process environment, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -99,12 +125,23 @@ impl Config {
         Self::from_toml(&text, path, std::env::vars())
     }
 
-    /// Parses `text` (named `path` in messages) with the given environment overrides.
+    /// Parses `text` (named `path` in messages) with the given environment overrides. No error
+    /// it returns contains a credential of the text or of the overrides (see [`redact`]).
     pub fn from_toml(
         text: &str,
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let mut secrets = Secrets::in_toml(text);
+        secrets.add_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Self::parse(text, path, env).map_err(|e| e.scrubbed(&secrets))
+    }
+
+    fn parse(text: &str, path: &Path, env: Vec<(String, String)>) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
         let text = apply_env_overrides(text, env).map_err(|e| parse_error(&display, text, e))?;
         let mut config: Config =
@@ -152,12 +189,21 @@ impl Config {
         problems.extend(self.rules.validate());
         problems.extend(self.alarms.validate());
         problems.extend(self.notify.validate());
+        // A login waits for its turn inside its request: it must be answered before the
+        // request times out, with room for the password check.
+        if self.users.login_delay_max.saturating_mul(2) > self.http.request_timeout {
+            problems.push(format!(
+                "users.login_delay_max ({}) must be at most half of http.request_timeout ({})",
+                humantime::format_duration(self.users.login_delay_max),
+                humantime::format_duration(self.http.request_timeout)
+            ));
+        }
         let mut seen = HashSet::new();
         for device in &self.devices {
             let key = format!("{}/{}", device.school, device.id);
             if !valid_name(&device.id) || !valid_name(&device.school) {
                 problems.push(format!(
-                    "device {key}: id and school must be non-empty and contain no '/', '+', '#' or spaces"
+                    "device {key}: id and school must be 1-64 characters of `A-Z a-z 0-9 _ -`"
                 ));
             }
             if !seen.insert(key.clone()) {
@@ -197,6 +243,17 @@ impl Config {
             }
         }
         problems.extend(crate::actions::problems(&self.modbus, &self.profiles));
+        problems
+    }
+
+    /// Why `campusguard run` refuses this configuration although it is valid: tokens and
+    /// passwords of the shipped example and demo configs (or ending in `change-me`), bearer
+    /// tokens shorter than 24 characters. `check` reports these as warnings; `demo` runs with
+    /// them. Never contains a secret.
+    pub fn run_problems(&self) -> Vec<String> {
+        let (tokens, passwords) = shipped_placeholders();
+        let mut problems = self.http.run_problems(&tokens);
+        problems.extend(self.users.run_problems(&passwords));
         problems
     }
 
@@ -260,6 +317,35 @@ impl Config {
         }
         out
     }
+}
+
+/// The configs shipped with the gateway, whose secrets are public.
+const SHIPPED: [&str; 2] = [
+    include_str!("../../config/gateway.example.toml"),
+    crate::demo::DEMO_CONFIG,
+];
+
+/// The bearer tokens and the seeded passwords of the shipped configs.
+fn shipped_placeholders() -> (Vec<String>, Vec<String>) {
+    let mut tokens = Vec::new();
+    let mut passwords = Vec::new();
+    for text in SHIPPED {
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        let entries = |section: &str, list: &str, key: &str| -> Vec<String> {
+            doc.get(section)
+                .and_then(|s| s.get(list))
+                .and_then(toml::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| entry.get(key)?.as_str().map(str::to_string))
+                .collect()
+        };
+        tokens.extend(entries("http", "tokens", "token"));
+        passwords.extend(entries("users", "seed", "password"));
+    }
+    (tokens, passwords)
 }
 
 /// An error with an optional byte span into the text it came from.

@@ -251,7 +251,7 @@ fn credentials_in_the_mqtt_url_are_refused_without_echoing_them() {
 
 #[test]
 fn url_passwords_are_redacted() {
-    use crate::tickets::config::redact_url_password as r;
+    use crate::redact::url as r;
     assert_eq!(
         r("postgres://u:p@h:5432/db?x=1"),
         "postgres://u:***@h:5432/db?x=1"
@@ -263,4 +263,63 @@ fn url_passwords_are_redacted() {
     );
     assert_eq!(r("sqlite://data/tickets.db"), "sqlite://data/tickets.db");
     assert_eq!(r("not a url"), "not a url");
+}
+
+#[test]
+fn config_errors_never_echo_a_credential() {
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "[tickets]\ndatabase_url = \"mysql://ops:Pg-SECRET-1@db/tickets\"\n",
+            vec![],
+        ),
+        (
+            "[timeseries]\nkind = \"influxdb2\"\nurl = \"https://u:Ts-SECRET-2@influx:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"Tk-SECRET-3-abcdefgh\"\n",
+            vec![],
+        ),
+        (
+            "[timeseries]\nkind = \"influxdb1\"\nurl = \"http://influx:8086/?password=Tq-SECRET-4\"\ndatabase = \"d\"\n",
+            vec![],
+        ),
+        (
+            "[mqtt]\nurl = \"gw:Mq-SECRET-5@10.0.0.1:1883\"\n",
+            vec![],
+        ),
+        // A type error on a secret names the value it did not like.
+        (
+            "[[users.seed]]\nname = \"admin\"\nrole = \"admin\"\npassword = 87654321987\n",
+            vec![],
+        ),
+        (
+            "[[http.tokens]]\nname = \"x\"\nrole = \"operator\"\ntoken = [\"Ar-SECRET-6\"]\n",
+            vec![],
+        ),
+        (
+            "",
+            vec![(
+                "CAMPUSGUARD_TICKETS__DATABASE_URL",
+                "mysql://u:Env-SECRET-7@h/db",
+            )],
+        ),
+        (
+            "[mqtt]\ninflight = 1\n",
+            vec![("CAMPUSGUARD_MQTT__PASSWORD", "[\"Env-SECRET-8\"]")],
+        ),
+    ];
+    for (text, env) in cases {
+        let err = load(text, &env).expect_err(text).to_string();
+        for secret in [
+            "SECRET-1",
+            "SECRET-2",
+            "SECRET-3",
+            "SECRET-4",
+            "SECRET-5",
+            "87654321987",
+            "SECRET-6",
+            "SECRET-7",
+            "SECRET-8",
+        ] {
+            assert!(!err.contains(secret), "{secret} echoed for {text:?}: {err}");
+        }
+        assert!(!err.trim().is_empty());
+    }
 }

@@ -485,6 +485,7 @@ mod tests {
             until_ms: 120 * S,
             reason: "maintenance".into(),
             by: "op".into(),
+            since_ms: Some(0),
         });
         shelved.transition = Transition::Shelved;
         let mut q = planner();

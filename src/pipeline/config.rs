@@ -28,10 +28,18 @@ pub struct PipelineConfig {
     /// this many; beyond it their readings are still counted and stored, but not listed.
     #[serde(default = "default_max_unregistered")]
     pub max_unregistered_devices: usize,
+    /// Distinct points an unregistered (listed) device may have; readings of a further point
+    /// are refused and counted (`rejected{reason="too_many_points"}`), so a device that invents
+    /// point names cannot grow the live cache, the history or the time-series store.
+    #[serde(default = "default_max_unregistered_points")]
+    pub max_points_per_unregistered_device: usize,
 }
 
 fn default_max_unregistered() -> usize {
     10_000
+}
+fn default_max_unregistered_points() -> usize {
+    64
 }
 
 fn default_ingest_capacity() -> usize {
@@ -47,6 +55,7 @@ impl Default for PipelineConfig {
             ingest_capacity: default_ingest_capacity(),
             history_capacity: default_history_capacity(),
             max_unregistered_devices: default_max_unregistered(),
+            max_points_per_unregistered_device: default_max_unregistered_points(),
         }
     }
 }
@@ -56,6 +65,9 @@ impl PipelineConfig {
         let mut problems = Vec::new();
         if self.ingest_capacity == 0 || self.history_capacity == 0 {
             problems.push("pipeline: channel capacities must be at least 1".into());
+        }
+        if self.max_points_per_unregistered_device == 0 {
+            problems.push("pipeline.max_points_per_unregistered_device must be at least 1".into());
         }
         problems
     }
@@ -89,6 +101,8 @@ pub struct CoreConfig {
     pub devices: Vec<DeviceConfig>,
     /// `pipeline.max_unregistered_devices`.
     pub max_unregistered_devices: usize,
+    /// `pipeline.max_points_per_unregistered_device`.
+    pub max_unregistered_points: usize,
     /// `rules.tick`: how often on-delays, staleness, shelve and drill expiry are evaluated.
     pub tick: Duration,
     /// `[modbus]`: its devices are registered like `[[devices]]`.

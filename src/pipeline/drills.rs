@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::registry::Registry;
@@ -39,7 +40,7 @@ impl Core {
         };
         if let Ok(drill) = &result {
             info!(id = drill.id, school = %drill.school, building = ?drill.building, by = %drill.started_by, until = drill.until, "drill started");
-            self.drills.insert(drill.clone());
+            self.drills.insert(drill.clone(), now, Instant::now());
             self.broadcast_drill(DrillEvent {
                 change: DrillChange::Started,
                 drill: drill.clone(),
@@ -69,7 +70,7 @@ impl Core {
 
     /// Ends drills whose expiry has passed (called on every tick).
     pub(super) async fn expire_drills(&mut self) {
-        for event in self.drills.expire(now_ms()) {
+        for event in self.drills.expire(now_ms(), Instant::now()) {
             info!(id = event.drill.id, school = %event.drill.school, "drill expired");
             self.store_drill_end(&event.drill).await;
             self.broadcast_drill(event);

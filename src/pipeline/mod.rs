@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::actions::{ActionDone, Actions};
-use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent};
+use crate::alarms::{Alarm, AlarmBook, AlarmError, AlarmEvent, ShelveRequest};
 use crate::drills::{Drill, DrillBook, DrillError, DrillEvent, NewDrill};
 use crate::ingest::mqtt::decode::Reject;
 use crate::metrics::Metrics;
@@ -54,9 +54,7 @@ pub enum Command {
     },
     Shelve {
         id: u64,
-        user: String,
-        until_ms: i64,
-        reason: String,
+        request: ShelveRequest,
         reply: oneshot::Sender<Result<AlarmEvent, AlarmError>>,
     },
     Reset {
@@ -166,7 +164,10 @@ impl Core {
         metrics: Arc<Metrics>,
     ) -> Result<Self, crate::store::StoreError> {
         let mut engine = RuleEngine::new(config.profiles.clone());
-        let mut registry = Registry::new(config.max_unregistered_devices);
+        let mut registry = Registry::new(
+            config.max_unregistered_devices,
+            config.max_unregistered_points,
+        );
         let now = Instant::now();
         for device in &config.devices {
             let key = DeviceKey::new(&device.school, &device.id);
@@ -371,6 +372,11 @@ impl Core {
                 return false;
             }
             PointCheck::UnregisteredDevice => {
+                if !self.registry.admits_point(&reading.sensor) {
+                    let sensor = reading.sensor.to_string();
+                    self.metrics.reject(Reject::TooManyPoints, &sensor);
+                    return false;
+                }
                 self.metrics.unregistered_readings.inc();
             }
             PointCheck::Known => {}
@@ -385,7 +391,7 @@ impl Core {
         self.engine
             .on_tick(Instant::now(), now_ms(), &mut self.changes);
         self.apply_changes();
-        let expired = self.book.expire_shelves(now_ms());
+        let expired = self.book.expire_shelves(now_ms(), Instant::now());
         self.pending.extend(expired);
     }
 
@@ -588,14 +594,8 @@ impl Core {
                 let result = self.book.acknowledge(id, &user, comment, now);
                 self.reply_after_flush(result, reply).await;
             }
-            Command::Shelve {
-                id,
-                user,
-                until_ms,
-                reason,
-                reply,
-            } => {
-                let result = self.book.shelve(id, &user, until_ms, reason, now);
+            Command::Shelve { id, request, reply } => {
+                let result = self.book.shelve(id, request, now, Instant::now());
                 self.reply_after_flush(result, reply).await;
             }
             Command::Reset {

@@ -40,6 +40,9 @@ pub struct DeviceEntry {
     /// Time-series tags, kept as shared strings so tagging a reading never allocates.
     #[serde(skip)]
     pub tags: DeviceTags,
+    /// Distinct points in the live cache (bounded for unregistered devices).
+    #[serde(skip)]
+    points: usize,
 }
 
 /// Measurement (the profile, `unknown` when there is none), building and room.
@@ -84,16 +87,30 @@ pub struct Registry {
     live: HashMap<SensorId, LiveValue>,
     unregistered: usize,
     max_unregistered: usize,
+    /// Distinct points an unregistered device may have in the live cache.
+    max_unregistered_points: usize,
 }
 
 impl Registry {
-    pub fn new(max_unregistered: usize) -> Self {
+    pub fn new(max_unregistered: usize, max_unregistered_points: usize) -> Self {
         Self {
             devices: HashMap::new(),
             live: HashMap::new(),
             unregistered: 0,
             max_unregistered,
+            max_unregistered_points,
         }
+    }
+
+    /// Whether a reading of `sensor` may be taken: always, except a new point of an
+    /// unregistered device that already has its maximum number of points.
+    pub fn admits_point(&self, sensor: &SensorId) -> bool {
+        let Some(entry) = self.devices.get(&sensor.device_key()) else {
+            return true;
+        };
+        entry.registration != Registration::Unregistered
+            || entry.points < self.max_unregistered_points
+            || self.live.contains_key(sensor)
     }
 
     fn entry(key: DeviceKey, registration: Registration, info: DeviceInfo) -> DeviceEntry {
@@ -108,6 +125,7 @@ impl Registry {
             source: None,
             tags: DeviceTags::from_info(&info),
             info,
+            points: 0,
         }
     }
 
@@ -188,9 +206,11 @@ impl Registry {
     }
 
     pub fn reading(&mut self, key: &DeviceKey, reading: &Reading) {
+        let new_point = !self.live.contains_key(&reading.sensor);
         let tracked = match self.tracked(key) {
             Some(entry) => {
                 entry.readings += 1;
+                entry.points += usize::from(new_point);
                 entry.last_seen_ms = Some(
                     entry
                         .last_seen_ms
@@ -266,5 +286,43 @@ impl Registry {
             self.live.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Quality, Value};
+
+    fn reading(device: &str, point: &str) -> Reading {
+        Reading {
+            sensor: SensorId::new("xhsy", device, point),
+            ts_ms: 1,
+            value: Value::Number(1.0),
+            quality: Quality::Good,
+            source: Source::Mqtt,
+        }
+    }
+
+    #[test]
+    fn an_unregistered_device_gets_at_most_its_maximum_of_points() {
+        let mut registry = Registry::new(10, 3);
+        let key = DeviceKey::new("xhsy", "stray");
+        for point in ["a", "b", "c"] {
+            let r = reading("stray", point);
+            assert!(registry.admits_point(&r.sensor), "{point}");
+            registry.reading(&key, &r);
+        }
+        let fourth = reading("stray", "d");
+        assert!(!registry.admits_point(&fourth.sensor));
+        // Known points keep flowing; a configured device is not limited.
+        assert!(registry.admits_point(&reading("stray", "b").sensor));
+        registry.register_configured(DeviceKey::new("xhsy", "cab"), DeviceInfo::default());
+        for i in 0..10 {
+            let r = reading("cab", &format!("p{i}"));
+            assert!(registry.admits_point(&r.sensor));
+            registry.reading(&r.sensor.device_key(), &r);
+        }
+        assert_eq!(registry.sensors().len(), 13);
     }
 }

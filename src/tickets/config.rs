@@ -76,7 +76,7 @@ impl std::fmt::Debug for TicketsConfig {
         f.debug_struct("TicketsConfig")
             .field(
                 "database_url",
-                &database_url.as_deref().map(redact_url_password),
+                &database_url.as_deref().map(crate::redact::url),
             )
             .field("schema", schema)
             .field("max_connections", max_connections)
@@ -91,37 +91,6 @@ impl std::fmt::Debug for TicketsConfig {
             .field("require_after_photo_for", require_after_photo_for)
             .finish()
     }
-}
-
-/// `scheme://user:password@host/…?password=…` → `scheme://user:***@host/…?password=***`;
-/// other text unchanged.
-pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => kv.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", pairs.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
 }
 
 fn default_max_connections() -> u32 {
@@ -392,7 +361,8 @@ impl TicketsConfig {
                 || url.starts_with("postgresql://"))
             {
                 problems.push(format!(
-                    "tickets.database_url `{url}`: expected sqlite:… or postgres://…"
+                    "tickets.database_url `{}`: expected sqlite:… or postgres://…",
+                    crate::redact::url(url)
                 ));
             }
         }

@@ -171,6 +171,23 @@ pub fn month_bounds(month: &str, config: &TicketsConfig) -> Result<(i64, i64), T
     Ok(month_range(y, m, config.offset_ms()))
 }
 
+/// Whether a spreadsheet would read `cell` as a formula (or a formula's start): `=`, `+`, `-`,
+/// `@`, a tab or a carriage return first. Descriptions come from whoever files a ticket, and a
+/// ledger opened in Excel or WPS must not run `=HYPERLINK(…)` or `=cmd|…` from one.
+pub fn looks_like_formula(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A CSV cell as text: one that looks like a formula gets a leading `'`, which spreadsheets
+/// take as "this is text" and do not show.
+fn csv_text(cell: &str) -> std::borrow::Cow<'_, str> {
+    if looks_like_formula(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 /// Renders the ledger rows in `format`.
 pub fn render(rows: &[LedgerRow], format: Format, lang: Lang) -> Result<Vec<u8>, TicketError> {
     let headers = match lang {
@@ -185,7 +202,10 @@ pub fn render(rows: &[LedgerRow], format: Format, lang: Lang) -> Result<Vec<u8>,
             let failed = |e: csv::Error| TicketError::Io(format!("csv: {e}"));
             writer.write_record(headers).map_err(failed)?;
             for r in rows {
-                writer.write_record(r.cells()).map_err(failed)?;
+                let cells = r.cells().map(csv_text);
+                writer
+                    .write_record(cells.iter().map(|c| c.as_bytes()))
+                    .map_err(failed)?;
             }
             writer
                 .into_inner()
@@ -204,6 +224,9 @@ pub fn render(rows: &[LedgerRow], format: Format, lang: Lang) -> Result<Vec<u8>,
                 })
                 .map_err(failed)?;
             let bold = CellFormat::new().set_bold();
+            // Every cell is written as a string, never as a formula; one that starts like a
+            // formula also gets Excel's quote prefix, so editing it keeps it text.
+            let text = CellFormat::new().set_quote_prefix();
             for (col, h) in headers.iter().enumerate() {
                 let col = u16::try_from(col).unwrap_or(u16::MAX);
                 sheet
@@ -216,7 +239,13 @@ pub fn render(rows: &[LedgerRow], format: Format, lang: Lang) -> Result<Vec<u8>,
                     .map_err(|_| TicketError::Invalid("too many rows for one sheet".into()))?;
                 for (col, cell) in r.cells().iter().enumerate() {
                     let col = u16::try_from(col).unwrap_or(u16::MAX);
-                    sheet.write_string(line, col, *cell).map_err(failed)?;
+                    if looks_like_formula(cell) {
+                        sheet
+                            .write_string_with_format(line, col, *cell, &text)
+                            .map_err(failed)?;
+                    } else {
+                        sheet.write_string(line, col, *cell).map_err(failed)?;
+                    }
                 }
             }
             sheet.set_freeze_panes(1, 0).map_err(failed)?;
@@ -288,6 +317,56 @@ mod tests {
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 1);
         assert_eq!(&rows[0][4], "灭火器\"过期\"\n两具");
+    }
+
+    #[test]
+    fn cells_that_start_like_a_formula_come_back_as_text_from_csv_and_xlsx() {
+        use calamine::{Data, Reader};
+        let formulas = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+        ];
+        let rows: Vec<LedgerRow> = formulas
+            .iter()
+            .map(|f| LedgerRow {
+                description: f.to_string(),
+                measures: format!("更换 {f}"),
+                ..sample()
+            })
+            .collect();
+        let csv = render(&rows, Format::Csv, Lang::Zh).unwrap();
+        let mut reader = csv::Reader::from_reader(&csv[3..]);
+        let got: Vec<String> = reader
+            .records()
+            .map(|r| r.unwrap()[4].to_string())
+            .collect();
+        let want: Vec<String> = formulas.iter().map(|f| format!("'{f}")).collect();
+        assert_eq!(got, want);
+        // Only the first character matters: text with a `=` later is left alone.
+        let mut reader = csv::Reader::from_reader(&csv[3..]);
+        assert!(reader
+            .records()
+            .all(|r| r.unwrap()[10].starts_with("更换 ")));
+
+        let xlsx = render(&rows, Format::Xlsx, Lang::Zh).unwrap();
+        let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).unwrap();
+        let sheet = book.worksheet_range("隐患台账").unwrap();
+        for (i, f) in formulas.iter().enumerate() {
+            assert_eq!(
+                sheet.get((i + 1, 4)),
+                Some(&Data::String(f.to_string())),
+                "row {i}"
+            );
+        }
+        let formulas_in_sheet = book.worksheet_formula("隐患台账").unwrap();
+        assert!(
+            formulas_in_sheet.used_cells().all(|(_, _, f)| f.is_empty()),
+            "a cell was written as a formula"
+        );
     }
 
     #[test]

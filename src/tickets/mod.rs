@@ -478,10 +478,7 @@ impl Tickets {
             let tmp = self
                 .attachment_dir
                 .join(format!(".{sha256}.{}.tmp", std::process::id()));
-            tokio::fs::write(&tmp, bytes)
-                .await
-                .map_err(|e| TicketError::Io(e.to_string()))?;
-            tokio::fs::rename(&tmp, &path)
+            write_durably(&tmp, &path, bytes)
                 .await
                 .map_err(|e| TicketError::Io(e.to_string()))?;
         }
@@ -586,6 +583,22 @@ pub async fn run_supervision(tickets: Tickets, shutdown: CancellationToken) {
             warn!(error = %e, "ticket supervision pass failed; retrying next interval");
         }
     }
+}
+
+/// Writes `bytes` to `tmp`, flushes them to disk, renames `tmp` to `path` and flushes the
+/// directory: once this returns, the file survives a power cut under its final name, and a
+/// reader never sees half of it. (The ticket row naming it is committed after this.)
+async fn write_durably(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(tmp).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(tmp, path).await?;
+    if let Some(dir) = path.parent() {
+        tokio::fs::File::open(dir).await?.sync_all().await?;
+    }
+    Ok(())
 }
 
 /// Recognises JPEG, PNG and PDF by their first bytes.

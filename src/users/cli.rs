@@ -1,5 +1,7 @@
-//! `campusguard users add|passwd|list --config FILE`: manages console users in the local
-//! store named by the config's `[storage]` (`main.rs` loads the config and passes that slice). Passwords come from an environment variable
+//! `campusguard users add|passwd|disable|enable|list --config FILE`: manages console users in
+//! the local store named by the config's `[storage]` (`main.rs` loads the config and passes
+//! that slice). `passwd` and `disable` end the user's sessions, also in a running gateway.
+//! Passwords come from an environment variable
 //! (`--password-env`) or the first line of standard input, never from the command line
 //! (which other users of the machine can read).
 
@@ -19,6 +21,13 @@ pub enum UsersCommand {
     Passwd {
         name: String,
         password_env: Option<String>,
+    },
+    /// No login, and every session ends (a running gateway ends them within a second).
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
     },
     List,
 }
@@ -55,16 +64,27 @@ pub async fn run(storage: &StorageConfig, command: UsersCommand) -> anyhow::Resu
         UsersCommand::Passwd { name, password_env } => {
             let password = read_password(password_env.as_deref())?;
             users.set_password(&name, &password).await?;
-            println!("password of {name} changed (takes effect at the next login)");
+            println!("password of {name} changed; their console sessions have ended");
+            Ok(())
+        }
+        UsersCommand::Disable { name } => {
+            users.set_disabled(&name, true).await?;
+            println!("user {name} disabled; their console sessions have ended");
+            Ok(())
+        }
+        UsersCommand::Enable { name } => {
+            users.set_disabled(&name, false).await?;
+            println!("user {name} enabled");
             Ok(())
         }
         UsersCommand::List => {
             for u in users.list().await? {
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}{}",
                     u.name,
                     u.role.as_str(),
-                    u.schools.map(|s| s.join(",")).unwrap_or_else(|| "*".into())
+                    u.schools.map(|s| s.join(",")).unwrap_or_else(|| "*".into()),
+                    if u.disabled { "\tdisabled" } else { "" }
                 );
             }
             Ok(())

@@ -1,4 +1,5 @@
-//! `[users]`: console sessions, login throttling, and users seeded from config at start-up.
+//! `[users]`: console sessions, login throttling (the policy is in `throttle.rs`), and users
+//! seeded from config at start-up.
 
 use std::time::Duration;
 
@@ -15,11 +16,21 @@ pub struct UsersConfig {
     /// Open sessions kept at most; the oldest is dropped beyond it.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
-    /// Failed logins of one user name before it is locked for `lockout`.
-    #[serde(default = "default_max_failures")]
-    pub max_failed_logins: u32,
-    #[serde(default = "default_lockout", with = "humantime_serde")]
-    pub lockout: Duration,
+    /// After a failed (or still unanswered) login of a user name, the next attempt on that
+    /// name waits this long; the wait doubles with every further failure (see
+    /// [`super::throttle`]).
+    #[serde(default = "default_login_delay", with = "humantime_serde")]
+    pub login_delay: Duration,
+    /// The longest wait between attempts on one name, and the longest an attempt waits for
+    /// its turn (one further away is refused with 429 at once).
+    #[serde(default = "default_login_delay_max", with = "humantime_serde")]
+    pub login_delay_max: Duration,
+    /// Failed logins one client address may make within `login_address_window`, over all
+    /// names; beyond it, its logins are refused until the window ends.
+    #[serde(default = "default_login_address_failures")]
+    pub login_address_failures: u32,
+    #[serde(default = "default_login_address_window", with = "humantime_serde")]
+    pub login_address_window: Duration,
     /// Mark the session cookie `Secure` (set when the console is served over HTTPS).
     #[serde(default)]
     pub secure_cookie: bool,
@@ -84,10 +95,16 @@ fn default_session_ttl() -> Duration {
 fn default_max_sessions() -> usize {
     10_000
 }
-fn default_max_failures() -> u32 {
-    5
+fn default_login_delay() -> Duration {
+    Duration::from_secs(1)
 }
-fn default_lockout() -> Duration {
+fn default_login_delay_max() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_login_address_failures() -> u32 {
+    10
+}
+fn default_login_address_window() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
@@ -96,8 +113,10 @@ impl Default for UsersConfig {
         Self {
             session_ttl: default_session_ttl(),
             max_sessions: default_max_sessions(),
-            max_failed_logins: default_max_failures(),
-            lockout: default_lockout(),
+            login_delay: default_login_delay(),
+            login_delay_max: default_login_delay_max(),
+            login_address_failures: default_login_address_failures(),
+            login_address_window: default_login_address_window(),
             secure_cookie: false,
             seed: Vec::new(),
         }
@@ -105,6 +124,25 @@ impl Default for UsersConfig {
 }
 
 impl UsersConfig {
+    /// Why `campusguard run` refuses these seeded users although they are valid: a password
+    /// of the example or demo config (`known`), or one ending in `change-me`.
+    pub fn run_problems(&self, known: &[String]) -> Vec<String> {
+        self.seed
+            .iter()
+            .filter(|u| {
+                u.secret().is_some_and(|p| {
+                    p.to_ascii_lowercase().ends_with("change-me") || known.contains(&p)
+                })
+            })
+            .map(|u| {
+                format!(
+                    "users.seed `{}`: the password is a placeholder of the example or demo config",
+                    u.name
+                )
+            })
+            .collect()
+    }
+
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut names = std::collections::HashSet::new();
@@ -137,9 +175,15 @@ impl UsersConfig {
                 ));
             }
         }
-        if self.session_ttl.is_zero() || self.max_sessions == 0 || self.max_failed_logins == 0 {
+        if self.session_ttl.is_zero() || self.max_sessions == 0 {
+            problems.push("users: session_ttl and max_sessions must be > 0".into());
+        }
+        if self.login_delay.is_zero() || self.login_delay > self.login_delay_max {
+            problems.push("users: login_delay must be > 0 and at most login_delay_max".into());
+        }
+        if self.login_address_failures == 0 || self.login_address_window.is_zero() {
             problems
-                .push("users: session_ttl, max_sessions and max_failed_logins must be > 0".into());
+                .push("users: login_address_failures and login_address_window must be > 0".into());
         }
         problems
     }

@@ -1,19 +1,22 @@
 //! Console users: stored in the local SQLite store (`users` table) with argon2id password
-//! hashes, a [`Role`] and an optional school scope. The console's login handler checks a
-//! password here, then opens a session in [`sessions::SessionTable`]; from then on the
-//! session cookie stands for the user's [`Principal`] in every API call.
+//! hashes, a [`Role`], an optional school scope and a `disabled` flag. The console's login
+//! handler checks a password here, then opens a session in [`sessions::SessionTable`]; from
+//! then on the session cookie stands for the user's [`Principal`] in every API call. Changing
+//! a password or disabling a user ends the user's sessions (here, in the store, and — through
+//! a recorded revocation — in a running gateway).
 //!
-//! Failed logins are throttled per user name by [`LoginLimiter`] and logged.
+//! Logins are throttled per user name and per client address by [`throttle::LoginThrottle`],
+//! before the password is checked; failures are logged.
 
 pub mod cli;
 pub mod config;
 pub mod sessions;
+pub mod throttle;
 
 pub use config::{valid_user_name, SeedUser, UsersConfig, MIN_PASSWORD_CHARS};
+pub use throttle::{Admission, LoginThrottle};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -54,6 +57,20 @@ pub struct UserInfo {
     pub schools: Option<Vec<String>>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A disabled user cannot log in (`campusguard users disable|enable`).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// What a password check found.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The password is right and the user may log in.
+    Valid(UserInfo),
+    /// No such user, or the wrong password (the caller is not told which).
+    Wrong,
+    /// The password is right but the user is disabled.
+    Disabled,
 }
 
 impl UserInfo {
@@ -162,43 +179,74 @@ impl UserStore {
         Ok(())
     }
 
+    /// Changes a password and ends the user's sessions (in one transaction).
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), UserError> {
         if password.chars().count() < MIN_PASSWORD_CHARS {
             return Err(UserError::ShortPassword);
         }
         let hash = hash_password(password.to_string()).await?;
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?")
             .bind(hash)
             .bind(now_ms())
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(UserError::NotFound(name.to_string()));
         }
+        end_sessions(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Disables a user (no login; every session ends) or enables it again.
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), UserError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE name = ?")
+            .bind(disabled)
+            .bind(now_ms())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(UserError::NotFound(name.to_string()));
+        }
+        if disabled {
+            end_sessions(&mut tx, name).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<UserInfo>, UserError> {
         let rows = sqlx::query(
-            "SELECT name, role, schools, created_at, updated_at FROM users ORDER BY name",
+            "SELECT name, role, schools, created_at, updated_at, disabled FROM users ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| decode_user(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .map(|r| {
+                let user = decode_user(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))?;
+                Ok(UserInfo {
+                    disabled: r.get(5),
+                    ..user
+                })
+            })
             .collect()
     }
 
-    /// The user, when the password is right. Slow on purpose (argon2), also for unknown names.
-    pub async fn verify(&self, name: &str, password: &str) -> Result<Option<UserInfo>, UserError> {
+    /// What the password says about the user. Slow on purpose (argon2), also for unknown and
+    /// disabled users, so the time taken tells nothing.
+    pub async fn verify(&self, name: &str, password: &str) -> Result<Verdict, UserError> {
         let row = sqlx::query(
-            "SELECT name, role, schools, created_at, updated_at, password_hash FROM users WHERE name = ?",
+            "SELECT name, role, schools, created_at, updated_at, password_hash, disabled \
+             FROM users WHERE name = ?",
         )
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        let (user, phc) = match row {
+        let (user, phc, disabled) = match row {
             Some(r) => (
                 Some(decode_user(
                     r.get(0),
@@ -208,8 +256,9 @@ impl UserStore {
                     r.get(4),
                 )?),
                 r.get::<String, _>(5),
+                r.get::<bool, _>(6),
             ),
-            None => (None, dummy_hash().to_string()),
+            None => (None, dummy_hash().to_string(), false),
         };
         let _permit = self
             .hashing
@@ -220,7 +269,12 @@ impl UserStore {
         let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
             .await
             .map_err(|e| UserError::Hash(e.to_string()))?;
-        Ok(user.filter(|_| ok))
+        Ok(match user {
+            Some(_) if !ok => Verdict::Wrong,
+            Some(_) if disabled => Verdict::Disabled,
+            Some(user) => Verdict::Valid(user),
+            None => Verdict::Wrong,
+        })
     }
 
     /// Creates the configured users that do not exist yet.
@@ -252,6 +306,24 @@ impl UserStore {
     }
 }
 
+/// Deletes the sessions of `name` and records the revocation, so a running gateway ends them
+/// too (see [`sessions::SessionTable::apply_revocations`]).
+async fn end_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+) -> Result<(), UserError> {
+    sqlx::query("DELETE FROM sessions WHERE user = ?")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO session_revocations (user, at) VALUES (?, ?)")
+        .bind(name)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn decode_user(
     name: String,
     role: String,
@@ -276,113 +348,18 @@ fn decode_user(
         schools,
         created_at,
         updated_at,
+        disabled: false,
     })
 }
 
-/// Throttles failed logins per user name: after `max_failures` within `lockout`, that name
-/// is refused until `lockout` has passed since the first failure. Bounded: at most
-/// [`LoginLimiter::MAX_TRACKED`] names are tracked.
-pub struct LoginLimiter {
-    max_failures: u32,
-    lockout: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-/// What the limiter says about a login attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LoginGate {
-    Open,
-    Locked { retry_after: Duration },
-}
-
-impl LoginLimiter {
-    pub const MAX_TRACKED: usize = 10_000;
-
-    pub fn new(max_failures: u32, lockout: Duration) -> Self {
-        Self {
-            max_failures,
-            lockout,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The limiter `[users]` asks for.
-    pub fn from_config(config: &UsersConfig) -> Self {
-        Self::new(config.max_failed_logins, config.lockout)
-    }
-
-    pub fn max_failures(&self) -> u32 {
-        self.max_failures
-    }
-
-    pub fn check(&self, name: &str) -> LoginGate {
-        let map = self.lock();
-        match map.get(name) {
-            Some((count, first)) if *count >= self.max_failures => {
-                let left = self.lockout.saturating_sub(first.elapsed());
-                if left.is_zero() {
-                    LoginGate::Open
-                } else {
-                    LoginGate::Locked { retry_after: left }
-                }
-            }
-            _ => LoginGate::Open,
-        }
-    }
-
-    /// Records a failure; returns how many failures the name has in its window.
-    pub fn failed(&self, name: &str) -> u32 {
-        let mut map = self.lock();
-        let now = Instant::now();
-        map.retain(|_, (_, first)| now.duration_since(*first) < self.lockout);
-        if map.len() >= Self::MAX_TRACKED && !map.contains_key(name) {
-            // Full: forget the oldest, never grow without bound.
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, (_, first))| *first)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        let entry = map.entry(name.to_string()).or_insert((0, now));
-        entry.0 += 1;
-        entry.0
-    }
-
-    pub fn succeeded(&self, name: &str) {
-        self.lock().remove(name);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
-        // The map stays consistent even if a holder panicked.
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 /// Logs a failed login (user name and why; never the password).
-pub fn log_failed_login(name: &str, failures: u32, reason: &str) {
-    warn!(user = %name, failures, reason, "console login failed");
+pub fn log_failed_login(name: &str, client: std::net::IpAddr, reason: &str) {
+    warn!(user = %name, client = %client, reason, "console login failed");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_name_is_locked_after_too_many_failures_and_freed_by_success() {
-        let limiter = LoginLimiter::new(3, Duration::from_secs(60));
-        assert_eq!(limiter.check("li"), LoginGate::Open);
-        for _ in 0..3 {
-            limiter.failed("li");
-        }
-        assert!(matches!(limiter.check("li"), LoginGate::Locked { .. }));
-        assert_eq!(limiter.check("wang"), LoginGate::Open);
-        limiter.succeeded("li");
-        assert_eq!(limiter.check("li"), LoginGate::Open);
-    }
 
     #[test]
     fn roles_parse_from_their_config_names() {

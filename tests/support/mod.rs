@@ -133,6 +133,8 @@ pub struct Setup {
     pub prefix: String,
     pub data_dir: PathBuf,
     pub extra_toml: String,
+    /// Keys added to the `[http]` section (which the generated config already opens).
+    pub http_toml: String,
 }
 
 impl Setup {
@@ -144,6 +146,7 @@ impl Setup {
             prefix: unique(tag),
             data_dir: data_dir.to_path_buf(),
             extra_toml: String::new(),
+            http_toml: String::new(),
         }
     }
 
@@ -177,6 +180,7 @@ reconnect_max = "1s"
 
 [http]
 listen = "127.0.0.1:0"
+{http}
 
 [[http.tokens]]
 name = "operator-1"
@@ -203,6 +207,7 @@ tick = "100ms"
             data = self.data_dir.display(),
             profiles = profiles.display(),
             extra = self.extra_toml,
+            http = self.http_toml,
         );
         Config::from_toml(&text, &self.data_dir.join("gateway.toml"), Vec::new())
             .unwrap_or_else(|e| panic!("test config: {e}"))

@@ -152,6 +152,14 @@ pub struct BrokerAddress {
 
 impl MqttConfig {
     pub fn broker_address(&self) -> Result<BrokerAddress, String> {
+        // Credentials in the URL would be logged with it; they belong in username/password_env.
+        // (The message leaves the URL out for the same reason, so this check comes first.)
+        if self.url.contains('@') {
+            return Err(
+                "mqtt.url must not carry credentials (use mqtt.username and mqtt.password_env)"
+                    .into(),
+            );
+        }
         let (tls, rest) = if let Some(rest) = self.url.strip_prefix("mqtts://") {
             (true, rest)
         } else if let Some(rest) = self.url.strip_prefix("mqtt://") {
@@ -163,14 +171,6 @@ impl MqttConfig {
             ));
         };
         let rest = rest.trim_end_matches('/');
-        // Credentials in the URL would be logged with it; they belong in username/password_env.
-        // (The message leaves the URL out for the same reason.)
-        if rest.contains('@') {
-            return Err(
-                "mqtt.url must not carry credentials (use mqtt.username and mqtt.password_env)"
-                    .into(),
-            );
-        }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (
                 h,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::model::{valid_point, DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, Value};
+use crate::model::{
+    valid_name, valid_point, DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, Value,
+};
 
 /// Why a message or a point was rejected. The `as_str` names are metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,10 +30,13 @@ pub enum Reject {
     BadStatus,
     BadMeta,
     Empty,
+    /// MQTT traffic for a device the config polls over Modbus: refused, so a publisher on the
+    /// broker can neither feed its rules nor trigger its write-back actions.
+    SourceMismatch,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 13] = [
+    pub const ALL: [Reject; 14] = [
         Reject::BadTopic,
         Reject::TooLarge,
         Reject::BadJson,
@@ -45,6 +50,7 @@ impl Reject {
         Reject::BadStatus,
         Reject::BadMeta,
         Reject::Empty,
+        Reject::SourceMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +68,7 @@ impl Reject {
             Reject::BadStatus => "bad_status",
             Reject::BadMeta => "bad_meta",
             Reject::Empty => "empty",
+            Reject::SourceMismatch => "source_mismatch",
         }
     }
 }
@@ -88,13 +95,15 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<(DeviceKey, Topic
         .and_then(|r| r.strip_prefix('/'))
         .ok_or(Reject::BadTopic)?;
     let mut parts = rest.split('/');
+    // Ids are 1-64 characters of `[A-Za-z0-9_-]`: nothing longer or stranger reaches the
+    // registry, the logs or the stores.
     let school = parts
         .next()
-        .filter(|s| !s.is_empty())
+        .filter(|s| valid_name(s))
         .ok_or(Reject::BadTopic)?;
     let device = parts
         .next()
-        .filter(|s| !s.is_empty())
+        .filter(|s| valid_name(s))
         .ok_or(Reject::BadTopic)?;
     let kind = match (parts.next(), parts.next(), parts.next()) {
         (Some("telemetry"), None, None) => TopicKind::Telemetry,
@@ -113,6 +122,10 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<(DeviceKey, Topic
 /// clock that far off is broken, and its readings would land in the wrong place in history.
 const TS_MIN_MS: i64 = 946_684_800_000;
 const TS_MAX_MS: i64 = 4_102_444_800_000;
+/// How far ahead of the gateway's clock a device timestamp may be. Beyond it the device clock
+/// is wrong: stored, the reading would sit in the history past every retention prune and be the
+/// sensor's "latest" value for as long.
+pub const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
 
 /// The result of decoding one telemetry message: the good readings and the reasons of the bad
 /// points (in order).
@@ -140,6 +153,7 @@ pub fn decode_telemetry(
     de.end().map_err(|_| Reject::BadJson)?;
     let raw = raw?;
     let (ts_ms, quality) = match raw.ts {
+        Some(ts) if ts > now_ms.saturating_add(MAX_FUTURE_MS) => return Err(Reject::BadTimestamp),
         Some(ts) => (ts, Quality::Good),
         None => (now_ms, Quality::Uncertain),
     };

@@ -237,6 +237,43 @@ fn topics_are_parsed_under_the_prefix_and_anything_else_is_a_bad_topic() {
 }
 
 #[test]
+fn school_and_device_ids_outside_the_protocol_are_bad_topics() {
+    let long = "x".repeat(65);
+    let ok64 = "y".repeat(64);
+    let topic = |school: &str, device: &str| format!("campus/{school}/{device}/telemetry");
+    assert!(parse_topic("campus", &topic(&ok64, &ok64)).is_ok());
+    for (school, device) in [
+        (long.as_str(), "cab-1"),
+        ("xhsy", long.as_str()),
+        ("xh sy", "cab-1"),
+        ("xhsy", "cab.1"),
+        ("学校", "cab-1"),
+        ("xhsy", "cab\u{7}"),
+        ("xhsy\u{202e}", "cab-1"),
+        ("xhsy", "cab%2f1"),
+    ] {
+        assert_eq!(
+            parse_topic("campus", &topic(school, device)).map(|(_, k)| k),
+            Err(Reject::BadTopic),
+            "{school:?}/{device:?}"
+        );
+    }
+}
+
+#[test]
+fn a_timestamp_more_than_a_day_ahead_of_the_gateway_is_refused() {
+    let at = |ts: i64| format!(r#"{{"ts":{ts},"temp_c":1}}"#);
+    let day = MAX_FUTURE_MS;
+    assert!(decode_telemetry(&dev(), at(NOW + day).as_bytes(), 64, NOW).is_ok());
+    assert_eq!(
+        decode_telemetry(&dev(), at(NOW + day + 1).as_bytes(), 64, NOW),
+        Err(Reject::BadTimestamp)
+    );
+    // Old readings (a device catching up after an outage) are fine.
+    assert!(decode_telemetry(&dev(), at(NOW - 7 * day).as_bytes(), 64, NOW).is_ok());
+}
+
+#[test]
 fn status_and_meta_payloads_are_checked() {
     assert_eq!(decode_status(b"online"), Ok(Some(true)));
     assert_eq!(decode_status(b"offline"), Ok(Some(false)));

@@ -10,6 +10,7 @@ mod source;
 pub use config::{MqttConfig, MqttTlsConfig};
 pub use source::{connect_options, run, MqttLink};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -18,13 +19,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::alarms::AlarmEvent;
 use crate::metrics::Metrics;
-use crate::model::IngestEvent;
+use crate::model::{DeviceKey, IngestEvent};
 
 /// Connects (in the background) and starts the ingest task on `tasks`, and the alarm publisher
 /// when `alarms` is given. Ingest stops on `stop`; the publisher when the core drops its sender.
+/// MQTT traffic for a device in `modbus_devices` is refused (`source_mismatch`).
 /// Fails only on a configuration the connection cannot be built from.
 pub fn start(
     config: &MqttConfig,
+    modbus_devices: HashSet<DeviceKey>,
     ingest: mpsc::Sender<IngestEvent>,
     alarms: Option<mpsc::Receiver<Arc<AlarmEvent>>>,
     metrics: &Arc<Metrics>,
@@ -40,6 +43,6 @@ pub fn start(
         ));
     }
     let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
-    tasks.spawn(run(config, link, ingest, metrics, stop));
+    tasks.spawn(run(config, modbus_devices, link, ingest, metrics, stop));
     Ok(())
 }

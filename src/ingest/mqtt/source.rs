@@ -6,6 +6,7 @@
 //! the event loop, and so stops reading the socket; the broker keeps the messages (QoS 1,
 //! persistent session). Nothing is dropped here.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tracing::{debug, info, warn};
 use super::decode::{self, Reject, TopicKind};
 use super::MqttConfig;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, Acknowledge, DurableAck, IngestEvent};
+use crate::model::{now_ms, Acknowledge, DeviceKey, DurableAck, IngestEvent};
 
 /// Requests queued towards the broker (subscriptions, alarm publications, acks). Large enough
 /// for every ack that can be outstanding (the broker never has more than 65,535 QoS 1 messages
@@ -73,9 +74,11 @@ impl MqttLink {
     }
 }
 
-/// Runs the ingest loop until `shutdown` is cancelled or the pipeline closes.
+/// Runs the ingest loop until `shutdown` is cancelled or the pipeline closes. Traffic for the
+/// devices in `modbus_devices` (polled over Modbus) is refused as `source_mismatch`.
 pub async fn run(
     config: MqttConfig,
+    modbus_devices: HashSet<DeviceKey>,
     link: MqttLink,
     tx: mpsc::Sender<IngestEvent>,
     metrics: Arc<Metrics>,
@@ -121,7 +124,7 @@ pub async fn run(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let event = handle_publish(&config, &publish, &metrics);
+                let event = handle_publish(&config, &modbus_devices, &publish, &metrics);
                 // The ack travels behind the readings and is released once they are durable;
                 // a rejected message is acknowledged the same way, in order.
                 let ack = (config.ack_after_commit && publish.qos != QoS::AtMostOnce)
@@ -191,6 +194,7 @@ impl Acknowledge for MqttAcker {
 /// Decodes one publication into an event, counting and logging what is rejected.
 fn handle_publish(
     config: &MqttConfig,
+    modbus_devices: &HashSet<DeviceKey>,
     publish: &Publish,
     metrics: &Metrics,
 ) -> Option<IngestEvent> {
@@ -203,6 +207,11 @@ fn handle_publish(
         Ok(parsed) => parsed,
         Err(reason) => return reject(reason),
     };
+    // The config says this device speaks Modbus: readings, meta or status claiming to be it
+    // over MQTT are someone else's (and could trigger its write-back actions).
+    if modbus_devices.contains(&device) {
+        return reject(Reject::SourceMismatch);
+    }
     let payload = &publish.payload[..];
     if payload.len() > config.max_payload_bytes {
         return reject(Reject::TooLarge);

@@ -280,15 +280,17 @@ pub fn parse_base_url(url: &str) -> Result<reqwest::Url, String> {
     if url.trim().is_empty() {
         return Err("is required".into());
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    // Messages show the URL with its credentials masked.
+    let shown = crate::redact::url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("{url:?} must start with http:// or https://"));
+        return Err(format!("{shown:?} must start with http:// or https://"));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{url:?} must not have a query or fragment"));
+        return Err(format!("{shown:?} must not have a query or fragment"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("must not carry credentials (use token_env or username/password_env)".into());
@@ -301,7 +303,7 @@ impl fmt::Debug for TimeseriesConfig {
         let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
         f.debug_struct("TimeseriesConfig")
             .field("kind", &self.kind)
-            .field("url", &self.url)
+            .field("url", &crate::redact::url(&self.url))
             .field("org", &self.org)
             .field("bucket", &self.bucket)
             .field("token", &redacted(&self.token))

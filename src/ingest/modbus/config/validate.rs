@@ -181,16 +181,16 @@ fn validate_device(device: &ModbusDeviceConfig, who: &str, problems: &mut Vec<St
         }
     };
     check(
-        is_path_component(&device.id),
+        crate::model::valid_name(&device.id),
         format!(
-            "id `{}` must be non-empty without `/`, `+`, `#` or spaces",
+            "id `{}` must be 1-64 characters of `A-Z a-z 0-9 _ -`",
             device.id
         ),
     );
     check(
-        is_path_component(&device.school),
+        crate::model::valid_name(&device.school),
         format!(
-            "school `{}` must be non-empty without `/`, `+`, `#` or spaces",
+            "school `{}` must be 1-64 characters of `A-Z a-z 0-9 _ -`",
             device.school
         ),
     );
