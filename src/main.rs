@@ -143,6 +143,10 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!("{}: OK", config.display());
                 print!("{}", cfg.summary());
+                let deprecated = cfg.deprecations();
+                if !deprecated.is_empty() {
+                    println!("deprecated:\n{}", list(&deprecated));
+                }
                 let refused = cfg.run_problems();
                 if !refused.is_empty() {
                     println!(

@@ -170,3 +170,14 @@ fn run_refuses_the_example_and_demo_tokens_and_short_ones_and_check_warns_about_
     assert_eq!(code, 0);
     assert!(out.contains("shorter than 24 characters"), "{out}");
 }
+
+#[test]
+fn the_old_lockout_keys_still_load_and_check_names_them_as_deprecated() {
+    let (code, out, err) = check("tests/configs/deprecated_users_keys.toml");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deprecated:"), "{out}");
+    assert!(
+        out.contains("users.max_failed_logins and users.lockout are ignored"),
+        "{out}"
+    );
+}

@@ -257,6 +257,11 @@ impl Config {
         problems
     }
 
+    /// Keys of older releases that still load but are ignored or renamed; `check` prints them.
+    pub fn deprecations(&self) -> Vec<String> {
+        self.users.deprecations()
+    }
+
     /// A short human summary for `campusguard check`.
     pub fn summary(&self) -> String {
         let rules: usize = self.profiles.rule_count();

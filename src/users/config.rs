@@ -37,6 +37,12 @@ pub struct UsersConfig {
     /// Users created at start-up when they do not exist yet (an existing user is left as it is).
     #[serde(default)]
     pub seed: Vec<SeedUser>,
+    /// Replaced by `login_delay`/`login_delay_max` (a guessed name is slowed down, its owner is
+    /// no longer locked out). Still accepted so older configs load; `check` names them.
+    #[serde(default, rename = "max_failed_logins")]
+    deprecated_max_failed_logins: Option<u32>,
+    #[serde(default, rename = "lockout", with = "humantime_serde::option")]
+    deprecated_lockout: Option<Duration>,
 }
 
 /// `[[users.seed]]`: a user that must exist. It has no default password: one of `password` or
@@ -119,11 +125,27 @@ impl Default for UsersConfig {
             login_address_window: default_login_address_window(),
             secure_cookie: false,
             seed: Vec::new(),
+            deprecated_max_failed_logins: None,
+            deprecated_lockout: None,
         }
     }
 }
 
 impl UsersConfig {
+    /// Keys this config still carries from an older release, with what replaced them.
+    pub fn deprecations(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.deprecated_max_failed_logins.is_some() || self.deprecated_lockout.is_some() {
+            notes.push(
+                "users.max_failed_logins and users.lockout are ignored: a guessed name is now \
+                 slowed down (users.login_delay, users.login_delay_max) instead of locking its \
+                 owner out; remove them"
+                    .to_owned(),
+            );
+        }
+        notes
+    }
+
     /// Why `campusguard run` refuses these seeded users although they are valid: a password
     /// of the example or demo config (`known`), or one ending in `change-me`.
     pub fn run_problems(&self, known: &[String]) -> Vec<String> {

@@ -198,6 +198,16 @@ try {
     assert(result.sensors === 0 && result.alarms === 0 && result.history === 403, JSON.stringify(result));
   });
 
+  await test("a lab manager sees the drill switches on the control view without start or end buttons", async () => {
+    const page = pages.lab;
+    await page.evaluate(() => { location.hash = "#/control"; });
+    await page.waitForSelector("#view-control:not([hidden]) #drills .drill-scope", { timeout: 5000 });
+    const buttons = await page.locator("#drills button.drill-start, #drills button.drill-end").count();
+    assert(buttons === 0, `drill buttons shown to a lab manager: ${buttons}`);
+    await page.evaluate(() => { location.hash = "#/lab"; });
+    await page.waitForSelector("#view-lab:not([hidden])", { timeout: 5000 });
+  });
+
   await test("the bureau view lists tickets or says the tickets module is not enabled", async () => {
     const page = pages.bureau;
     const status = await page.evaluate(async () => (await fetch("/api/v1/tickets")).status);

@@ -97,6 +97,8 @@
     for (const d of list) drills.set(d.id, d);
     if (state.view === "control") renderDrills();
   }
+  // The drills API lets operators and admins start and end drills (lab managers only see them).
+  function canLeadDrills() { return ["operator", "admin"].includes(state.me.role); }
   function drillFor(school, building) {
     return [...drills.values()].find((d) => d.school === school && (d.building || "") === building);
   }
@@ -117,7 +119,7 @@
     const scopeRow = (school, building) => {
       const d = drillFor(school, building);
       const actions = [];
-      if (canHandleAlarms()) {
+      if (canLeadDrills()) {
         actions.push(d ? h("button", { class: "drill-end", onclick: () => endDrill(d) }, t("drill_end"))
           : h("button", { class: "drill-start", onclick: () => startDrill(school, building) }, t("drill_start")));
       }
