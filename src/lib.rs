@@ -33,7 +33,10 @@
 //!
 //! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
 //! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
-//! [`redact`] keeps credentials out of config errors and `Debug` output;
+//! [`redact`] keeps credentials out of config errors and `Debug` output; [`health`] holds the
+//! gateway's own faults (the local history or the alarm journal cannot write, a task died),
+//! which the core raises as `fault` alarms and `/readyz` reports; [`supervisor`] starts every
+//! long-running task, reporting and, where safe, restarting one that ends or panics;
 //! [`config`] is the top floor, composing every component's config section and cross-checking
 //! them; [`broker`] is the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //! simulator in one process.
@@ -52,6 +55,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod drills;
+pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
@@ -60,6 +64,7 @@ pub mod pipeline;
 pub mod redact;
 pub mod rules;
 pub mod store;
+pub mod supervisor;
 pub mod tickets;
 pub mod users;
 
@@ -99,9 +104,16 @@ pub struct Gateway {
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     tasks: TaskTracker,
+    supervisor: supervisor::Supervisor,
 }
 
 impl Gateway {
+    /// Fault injection: makes the running task `name` panic (see [`supervisor`]); false when
+    /// there is no such task. Reachable only from inside the process (tests).
+    pub fn inject_task_panic(&self, name: &str) -> bool {
+        self.supervisor.inject_panic(name)
+    }
+
     /// Waits until every task has stopped (after `shutdown` was cancelled).
     pub async fn wait(self) {
         self.tasks.wait().await;
@@ -131,6 +143,9 @@ const NOTIFY_REPORT_CAPACITY: usize = 256;
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gateway, StartError> {
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskTracker::new();
+    // Every long-running task is spawned through it: an end or panic is logged, counted,
+    // raised as a `task:<name>` fault and, where safe, restarted (see `supervisor`).
+    let supervisor = supervisor::Supervisor::new(&tasks, &metrics, &shutdown);
     // Sources stop on their own token, first, so the core can drain what they queued.
     let ingest_stop = CancellationToken::new();
 
@@ -140,14 +155,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     }
     let store = store::LocalStore::open(&config.storage).await?;
     let users = users::UserStore::open(store.pool().clone(), &config.users).await?;
-    let tickets = tickets::Tickets::open(&config.tickets, &config.storage.data_dir).await?;
+    let tickets = tickets::Tickets::open(&config.tickets, &config.storage.data_dir)
+        .await?
+        .with_min_free_bytes(config.storage.min_free_bytes);
 
     // The edges, all bounded; each comment says what happens when the edge is full.
     // ingest → core: sources wait (MQTT stops reading; the broker keeps the messages).
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
     // API → core: the handler waits (the core serves commands before readings).
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
-    // core → local history: the core waits; no reading is dropped.
+    // core → local history: the core never waits. When full, readings wait in the core's
+    // backlog (acks held) and beyond 20 000 are shed (counted, acks released); while history
+    // cannot write, the writer keeps taking batches, releases their acks and sheds (counted).
+    // See `Core::hand_to_history` and `store::local::run_history_writer`.
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
     // core → time series: the core waits (the sink spools to disk while its store is down).
     let ts_on = config.timeseries.kind != store::timeseries::TimeseriesKind::None;
@@ -172,7 +192,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
 
     // The stages, in the order a reading flows. MQTT takes the last ingest sender: the core
     // ends once every source has stopped and it has drained the channel.
-    let actions = start_modbus(&config, &ingest_tx, &metrics, &ingest_stop, &tasks);
+    let actions = start_modbus(&config, &ingest_tx, &metrics, &ingest_stop, &supervisor);
     let mqtt = &config.mqtt;
     // MQTT traffic for a device the config polls over Modbus is refused (`source_mismatch`).
     let modbus_devices = config.modbus.devices.iter().map(|d| d.device_key());
@@ -183,7 +203,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         alarm_mqtt_rx,
         &metrics,
         &ingest_stop,
-        &tasks,
+        &supervisor,
     )
     .map_err(StartError::Mqtt)?;
     let inputs = pipeline::CoreInputs {
@@ -200,25 +220,47 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         actions,
     };
     let core = core_config(&config);
-    pipeline::start(&core, &store, inputs, outputs, &metrics, &shutdown, &tasks).await?;
+    pipeline::start(
+        &core,
+        &store,
+        inputs,
+        outputs,
+        &metrics,
+        &shutdown,
+        &supervisor,
+    )
+    .await?;
     let storage = &config.storage;
-    store::start_history(&store, storage, history_rx, &metrics, &shutdown, &tasks);
+    store::start_history(
+        &store,
+        storage,
+        history_rx,
+        &metrics,
+        &shutdown,
+        &supervisor,
+    );
     if let Some(rx) = ts_rx {
         let dir = &storage.data_dir;
-        store::timeseries::start(&config.timeseries, dir, rx, &metrics.timeseries, &tasks);
+        store::timeseries::start(
+            &config.timeseries,
+            dir,
+            rx,
+            &metrics.timeseries,
+            &supervisor,
+        );
     }
-    tickets::start(&tickets, alarms_to_tickets, &shutdown, &tasks);
+    tickets::start(&tickets, alarms_to_tickets, &shutdown, &supervisor);
     if let Some(notifier) = notifier {
         let context = notify_context(&config, &tickets);
         notifier
-            .start(context, notify_tx, &metrics, &shutdown, &tasks)
+            .start(context, notify_tx, &metrics, &shutdown, &supervisor)
             .map_err(StartError::Notify)?;
     }
     // Console sessions live in the local store; revocations by `campusguard users` are read
     // every second, expired sessions pruned every minute.
     let sessions = users::sessions::SessionTable::open(store.pool().clone(), &config.users);
     let sessions = Arc::new(sessions.await?);
-    users::sessions::start(sessions.clone(), &shutdown, &tasks);
+    users::sessions::start(sessions.clone(), &shutdown, &supervisor);
     let state = api::AppState {
         commands: command_tx,
         store,
@@ -239,7 +281,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     // at the cap the loop stops accepting and new clients wait in the kernel's accept queue.
     // A header not complete within http.header_read_timeout closes its connection; a request
     // not answered within http.request_timeout gets 408 (the alarm stream is exempt).
-    let http_addr = api::serve(&config.http, state, &tasks).await?;
+    let http_addr = api::serve(&config.http, state, &tasks, &supervisor).await?;
     info!(http = %http_addr, "campusguard started");
 
     // Shutdown order: ingest first; the core ends when ingest's senders are gone.
@@ -253,6 +295,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         http_addr,
         metrics,
         tasks,
+        supervisor,
     })
 }
 
@@ -266,17 +309,18 @@ fn start_modbus(
     ingest: &mpsc::Sender<model::IngestEvent>,
     metrics: &Metrics,
     stop: &CancellationToken,
-    tasks: &TaskTracker,
+    supervisor: &supervisor::Supervisor,
 ) -> actions::Actions {
     let (actions, writes) = actions::start(&config.modbus, metrics.actions.clone());
     if !config.modbus.devices.is_empty() {
-        tasks.spawn(ingest::modbus::run(
+        let poll = ingest::modbus::run(
             config.modbus.clone(),
             ingest.clone(),
             metrics.modbus.clone(),
             writes,
             stop.clone(),
-        ));
+        );
+        supervisor.once("modbus", poll);
     }
     actions
 }

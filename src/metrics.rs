@@ -45,6 +45,13 @@ pub struct Metrics {
     pub history_rows_written: Counter,
     pub history_write_errors: Counter,
     pub journal_write_errors: Counter,
+    /// Readings evaluated by the rules but not kept in the local history because it could not
+    /// write or keep up (their acks are sent anyway, so ingest and alarms never stall).
+    pub history_shed_readings: Counter,
+    /// Long-running tasks that ended or panicked, by task (each end counts, restarted or not).
+    task_restarts: Family<Labels, Counter>,
+    /// The gateway's own faults (history, journal, tasks), for the core and `/readyz`.
+    pub health: Arc<crate::health::Health>,
     pub sse_clients: Gauge,
     /// Open HTTP connections, and the cap on them.
     pub http_connections: Gauge,
@@ -197,6 +204,12 @@ impl Metrics {
             throttled: login("throttled"),
         };
 
+        let task_restarts = Family::<Labels, Counter>::default();
+        registry.register(
+            "task_restarts",
+            "Long-running tasks that ended or panicked, by task",
+            task_restarts.clone(),
+        );
         let mut counter = |name: &str, help: &str| {
             let c = Counter::default();
             registry.register(name, help, c.clone());
@@ -220,6 +233,10 @@ impl Metrics {
             counter("history_rows_written", "Readings written to local history");
         let history_write_errors = counter("history_write_errors", "Failed local-history writes");
         let journal_write_errors = counter("journal_write_errors", "Failed alarm-journal writes");
+        let history_shed_readings = counter(
+            "history_shed_readings",
+            "Readings evaluated but not kept in the local history (it could not write or keep up)",
+        );
         let http_header_timeouts = counter(
             "http_header_timeouts",
             "HTTP connections closed because a request header did not arrive in time",
@@ -260,6 +277,9 @@ impl Metrics {
             history_rows_written,
             history_write_errors,
             journal_write_errors,
+            history_shed_readings,
+            task_restarts,
+            health: Arc::new(crate::health::Health::new()),
             http_header_timeouts,
             http_accept_errors,
             login_attempts,
@@ -420,6 +440,13 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (OpenMetrics).
+    /// Counts an end or panic of `task` (see [`crate::supervisor`]).
+    pub fn task_ended(&self, task: &str) {
+        self.task_restarts
+            .get_or_create(&vec![("task".into(), task.into())])
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -97,13 +97,19 @@ fn parse_id(raw: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("alarm id must be a number, not `{raw}`")))
 }
 
+/// The alarm from the store, or, when the store does not have it (its journal write failed:
+/// disk full), from the core's book, so an alarm that was shown can still be acted on.
 async fn find_alarm(state: &AppState, id: u64) -> Result<Alarm, ApiError> {
-    state
-        .store
-        .alarm(id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("alarm {id} not found")))
+    let stored = state.store.alarm(id).await;
+    if let Ok(Some(alarm)) = stored {
+        return Ok(alarm);
+    }
+    let open = ask(state, |reply| Command::OpenAlarms { reply }).await?;
+    match (open.into_iter().find(|a| a.id == id), stored) {
+        (Some(alarm), _) => Ok(alarm),
+        (None, Err(e)) => Err(ApiError::internal(e)),
+        (None, Ok(_)) => Err(ApiError::not_found(format!("alarm {id} not found"))),
+    }
 }
 
 async fn get_alarm(

@@ -26,11 +26,22 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// 503 while the store does not answer, MQTT is not connected (when required), or any of the
+/// gateway's own faults holds (`storage:history`, `storage:journal`, `task:<name>`): `faults`
+/// names each with its reason.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await;
     let mqtt = !state.mqtt_required || state.metrics.mqtt_connected.get() == 1;
-    let body = json!({ "store": store, "mqtt": mqtt });
-    let status = if store && mqtt {
+    let faults: serde_json::Map<String, serde_json::Value> = state
+        .metrics
+        .health
+        .failing()
+        .into_iter()
+        .map(|(rule, why)| (rule, why.into()))
+        .collect();
+    let ready = store && mqtt && faults.is_empty();
+    let body = json!({ "store": store, "mqtt": mqtt, "faults": faults });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -53,6 +53,7 @@ pub async fn serve(
     config: &HttpConfig,
     state: AppState,
     tasks: &TaskTracker,
+    supervisor: &crate::supervisor::Supervisor,
 ) -> Result<SocketAddr, ListenError> {
     let listen = config.listen;
     let failed = |source| ListenError {
@@ -65,6 +66,14 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(failed)?;
     let stop = state.shutdown.clone();
     let metrics = state.metrics.clone();
-    server::spawn(listener, router(state), config, metrics, stop, tasks);
+    server::spawn(
+        listener,
+        router(state),
+        config,
+        metrics,
+        stop,
+        tasks,
+        supervisor,
+    );
     Ok(addr)
 }

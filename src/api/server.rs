@@ -66,6 +66,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     tasks: &TaskTracker,
+    supervisor: &crate::supervisor::Supervisor,
 ) {
     let cap = connection_cap(config.max_connections, open_files_limit());
     if cap < config.max_connections {
@@ -85,7 +86,7 @@ pub fn spawn(
         .set(i64::try_from(cap).unwrap_or(i64::MAX));
     let header_timeout = config.header_read_timeout;
     let conns = tasks.clone();
-    tasks.spawn(async move {
+    supervisor.once("http", async move {
         let permits = Arc::new(Semaphore::new(cap));
         loop {
             // Take a permit first: at the cap, nothing more is accepted.

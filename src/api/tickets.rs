@@ -55,6 +55,11 @@ impl From<TicketError> for ApiError {
             TicketError::StaleVersion { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_version", e.to_string())
             }
+            TicketError::InsufficientStorage(_) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                e.to_string(),
+            ),
             TicketError::Database(_) | TicketError::Io(_) => ApiError::internal(e),
         }
     }

@@ -49,7 +49,6 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::alarms::Alarm;
 use crate::metrics::Metrics;
@@ -116,7 +115,7 @@ impl Notifier {
         reports: mpsc::Sender<Report>,
         metrics: &Arc<Metrics>,
         shutdown: &CancellationToken,
-        tasks: &TaskTracker,
+        supervisor: &crate::supervisor::Supervisor,
     ) -> Result<(), String> {
         let config = self.config;
         let deliveries = deliveries::Deliveries::new(self.store.pool().clone());
@@ -156,7 +155,8 @@ impl Notifier {
             });
         }
         for s in senders {
-            tasks.spawn(s.run(shutdown.clone()));
+            let name = format!("notify-{}", s.name);
+            supervisor.once(name, s.run(shutdown.clone()));
         }
         let escalation = escalate::Escalation::new(
             &config,
@@ -166,7 +166,7 @@ impl Notifier {
             renderer.clone(),
             wake.clone(),
         );
-        tasks.spawn(escalation.run(shutdown.clone()));
+        supervisor.once("notify-escalation", escalation.run(shutdown.clone()));
         if !config.ticket_routes.is_empty() {
             let tickets = tickets::TicketNotifier {
                 config: config.clone(),
@@ -175,7 +175,7 @@ impl Notifier {
                 renderer,
                 wake,
             };
-            tasks.spawn(tickets.run(shutdown.clone()));
+            supervisor.once("notify-tickets", tickets.run(shutdown.clone()));
         }
         Ok(())
     }

@@ -22,10 +22,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::supervisor::Supervisor;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::actions::{ActionDone, Actions};
@@ -120,15 +120,24 @@ pub async fn start(
     outputs: CoreOutputs,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
-    tasks: &TaskTracker,
+    supervisor: &Supervisor,
 ) -> Result<(), crate::store::StoreError> {
     let core = Core::new(config, store.clone(), outputs, metrics.clone()).await?;
-    tasks.spawn(core.run(inputs, shutdown.clone()));
+    // Not restartable: it owns the alarm book and its inputs. Its end is reported (`task:core`
+    // on `/readyz`, the counter); no fault alarm, since the core is what raises them.
+    supervisor.once("core", core.run(inputs, shutdown.clone()));
     Ok(())
 }
 
 /// Readings drained from the ingest channel per round before alarms are flushed.
 const DRAIN_BATCH: usize = 512;
+/// Readings waiting for room in the history writer's queue, at most; beyond, they are shed.
+const HISTORY_BACKLOG: usize = 20_000;
+/// Transitions waiting for the alarm journal to write again, at most.
+const JOURNAL_BACKLOG: usize = 10_000;
+/// How long after a failed journal write the next one is tried (meanwhile alarms are delivered
+/// unjournaled, without trying the failing store on every round).
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 /// Notification notes taken per round (a summary's report names many alarms), so a round, and
 /// the alarms raised in the next one, stay short.
 const NOTES_PER_ROUND: usize = 256;
@@ -151,6 +160,15 @@ pub struct Core {
     pending_restore: Vec<(SensorId, Arc<str>, Severity)>,
     changes: Vec<ConditionChange>,
     history_batch: HistoryBatch,
+    /// Readings the history writer's queue had no room for, tried again each round (bounded by
+    /// [`HISTORY_BACKLOG`]; see [`Core::hand_to_history`]).
+    history_backlog: HistoryBatch,
+    /// Transitions whose journal write failed, oldest first: written before newer ones at the
+    /// next try (see [`Core::journal`]).
+    journal_backlog: Vec<AlarmEvent>,
+    journal_retry_at: Option<Instant>,
+    /// The [`crate::health::Health`] generation last turned into fault alarms.
+    health_seen: u64,
     /// Announcements to save in the local store at the next flush.
     announced: Vec<(DeviceKey, DeviceInfo)>,
 }
@@ -197,6 +215,7 @@ impl Core {
                 a.condition_active
                     && !crate::actions::is_fault(&a.rule)
                     && !notify::is_fault(&a.rule)
+                    && !crate::health::is_fault(&a.rule)
             })
             .filter(|a| !engine.restore_condition(&a.sensor, &a.rule, a.severity))
             .map(|a| (a.sensor.clone(), a.rule.clone(), a.severity))
@@ -222,6 +241,10 @@ impl Core {
             pending_restore,
             changes: Vec::new(),
             history_batch: HistoryBatch::default(),
+            history_backlog: HistoryBatch::default(),
+            journal_backlog: Vec::new(),
+            journal_retry_at: None,
+            health_seen: u64::MAX,
             announced: Vec::new(),
         };
         let announced = core.store.announced_devices().await?;
@@ -283,6 +306,7 @@ impl Core {
                 _ = tick.tick() => {
                     self.handle_tick();
                     self.expire_drills().await;
+                    self.retry_journal().await;
                 }
                 // Sources stop on shutdown and drop their senders; this is a backstop for a
                 // source that does not.
@@ -391,8 +415,58 @@ impl Core {
         self.engine
             .on_tick(Instant::now(), now_ms(), &mut self.changes);
         self.apply_changes();
+        self.apply_health();
         let expired = self.book.expire_shelves(now_ms(), Instant::now());
         self.pending.extend(expired);
+    }
+
+    /// Turns the gateway's own faults (history, journal, tasks) into `fault` alarms, when they
+    /// changed. The first time, it also clears open system faults restored from before a
+    /// restart whose condition no longer holds.
+    fn apply_health(&mut self) {
+        let now = now_ms();
+        let health = self.metrics.health.clone();
+        let first = self.health_seen == u64::MAX;
+        let Some((seen, mut changes)) = health.changes_since(self.health_seen, now) else {
+            if first {
+                self.health_seen = 0;
+                self.clear_restored_faults(&health, now);
+            }
+            return;
+        };
+        self.health_seen = seen;
+        if first {
+            self.clear_restored_faults(&health, now);
+        }
+        for change in changes.drain(..) {
+            if let Some(event) = self.book.apply(&change, now, false) {
+                self.pending.push(event);
+            }
+        }
+    }
+
+    fn clear_restored_faults(&mut self, health: &crate::health::Health, now: i64) {
+        let stale: Vec<ConditionChange> = self
+            .book
+            .open()
+            .filter(|a| a.condition_active && crate::health::is_fault(&a.rule))
+            .filter(|a| !health.holds_rule(&a.rule))
+            .map(|a| ConditionChange {
+                sensor: a.sensor.clone(),
+                rule: a.rule.clone(),
+                class: a.class,
+                severity: None,
+                value: None,
+                threshold: None,
+                reading_ts_ms: now,
+                message: format!("{}（重启后已恢复）", a.message),
+            })
+            .collect();
+        for change in stale {
+            if let Some(event) = self.book.apply(&change, now, false) {
+                self.pending.push(event);
+            }
+        }
     }
 
     fn apply_changes(&mut self) {
@@ -551,35 +625,113 @@ impl Core {
         self.metrics.rules_stats(&self.engine.stats());
         if !self.history_batch.readings.is_empty() || !self.history_batch.acks.is_empty() {
             let batch = std::mem::take(&mut self.history_batch);
-            self.metrics
-                .history_queue_depth
-                .set((self.out.history.max_capacity() - self.out.history.capacity()) as i64);
-            if self.out.history.send(batch).await.is_err() {
+            self.hand_to_history(batch);
+        } else if !self.history_backlog.acks.is_empty() || !self.history_backlog.readings.is_empty()
+        {
+            self.hand_to_history(HistoryBatch::default());
+        }
+    }
+
+    /// Hands readings (and their acks) to the history writer without waiting: the rules have
+    /// evaluated them already, and nothing downstream of the alarm book may hold up the core.
+    /// When the writer's queue is full they wait in a backlog here, tried again every round
+    /// (at least every tick), acks held (the broker slows ingest to what the disk takes); beyond
+    /// [`HISTORY_BACKLOG`] readings, or when the writer is gone, the backlog is shed: counted
+    /// (`campusguard_history_shed_readings_total`) and its acks released, so ingest, and alarms,
+    /// never stop at the broker's in-flight window.
+    fn hand_to_history(&mut self, batch: HistoryBatch) {
+        let mut backlog = std::mem::take(&mut self.history_backlog);
+        backlog.readings.extend(batch.readings);
+        backlog.acks.extend(batch.acks);
+        self.metrics
+            .history_queue_depth
+            .set((self.out.history.max_capacity() - self.out.history.capacity()) as i64);
+        let unsent = match self.out.history.try_send(backlog) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(unsent)) => {
+                if unsent.readings.len() <= HISTORY_BACKLOG {
+                    self.history_backlog = unsent;
+                    return;
+                }
+                warn!(
+                    rows = unsent.readings.len(),
+                    "local history cannot keep up; readings shed (evaluated, not stored locally)"
+                );
+                unsent
+            }
+            Err(mpsc::error::TrySendError::Closed(unsent)) => {
                 error!("local history writer is gone; readings not stored locally");
+                unsent
+            }
+        };
+        self.metrics
+            .history_shed_readings
+            .inc_by(unsent.readings.len() as u64);
+        unsent.acks.into_iter().for_each(DurableAck::release);
+    }
+
+    /// Writes transitions durably before anyone sees them. When the write fails (disk full,
+    /// I/O error) the alarms are delivered anyway, at once — an operator must see a fire even
+    /// when the disk is broken, and the alarm stays actionable (the book holds it) — the fault
+    /// `storage:journal` is raised, and the transitions wait in a backlog (at most
+    /// [`JOURNAL_BACKLOG`], oldest dropped beyond it) that is written, in order, before newer
+    /// ones at the next try, [`JOURNAL_RETRY`] later; that write clears the fault.
+    async fn journal(&mut self, events: &[AlarmEvent]) {
+        if self.journal_retry_at.is_some_and(|at| Instant::now() < at) {
+            self.journal_backlog.extend_from_slice(events);
+            self.bound_journal_backlog();
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.journal_backlog);
+        let retrying = !batch.is_empty();
+        let result = if retrying {
+            batch.extend_from_slice(events);
+            self.store.record_events(&batch).await
+        } else {
+            self.store.record_events(events).await
+        };
+        match result {
+            Ok(()) => {
+                if self.journal_retry_at.take().is_some() {
+                    info!("alarm journal writes again; backlog written");
+                    self.metrics.health.clear(&crate::health::JOURNAL);
+                }
+            }
+            Err(e) => {
+                self.metrics.journal_write_errors.inc();
+                if self.journal_retry_at.is_none() {
+                    error!(error = %e, transitions = events.len(), "alarm journal write failed; delivering alarms unjournaled, retrying");
+                }
+                let why = e.to_string();
+                self.metrics.health.raise(&crate::health::JOURNAL, why);
+                if !retrying {
+                    batch.extend_from_slice(events);
+                }
+                self.journal_backlog = batch;
+                self.bound_journal_backlog();
+                self.journal_retry_at = Some(Instant::now() + JOURNAL_RETRY);
             }
         }
     }
 
-    /// Writes transitions durably before anyone sees them. A failing store is retried a few
-    /// times; after that the alarm is delivered anyway (an operator must see a fire even when
-    /// the disk is broken) and the failure is logged and counted.
-    async fn journal(&self, events: &[AlarmEvent]) {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=3 {
-            match self.store.record_events(events).await {
-                Ok(()) => return,
-                Err(e) => {
-                    self.metrics.journal_write_errors.inc();
-                    warn!(error = %e, attempt, "alarm journal write failed");
-                    tokio::time::sleep(delay).await;
-                    delay *= 4;
-                }
-            }
+    /// Writes the journal backlog once its retry is due, so the fault clears without waiting
+    /// for a new transition.
+    async fn retry_journal(&mut self) {
+        let due = self.journal_retry_at.is_some_and(|at| Instant::now() >= at);
+        if due && !self.journal_backlog.is_empty() {
+            self.journal(&[]).await;
         }
-        error!(
-            transitions = events.len(),
-            "alarm journal unavailable; delivering alarms unjournaled"
-        );
+    }
+
+    fn bound_journal_backlog(&mut self) {
+        if self.journal_backlog.len() > JOURNAL_BACKLOG {
+            let dropped = self.journal_backlog.len() - JOURNAL_BACKLOG;
+            self.journal_backlog.drain(..dropped);
+            error!(
+                dropped,
+                "alarm journal backlog full; oldest unjournaled transitions dropped"
+            );
+        }
     }
 
     async fn handle_command(&mut self, command: Command) {

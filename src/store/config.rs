@@ -21,6 +21,14 @@ pub struct StorageConfig {
     /// How often readings older than the retention are deleted.
     #[serde(default = "default_prune", with = "humantime_serde")]
     pub prune_interval: Duration,
+    /// Free bytes the data directory's filesystem keeps for the journal and history: below it,
+    /// attachment uploads answer 507 (0: no floor).
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+}
+
+fn default_min_free_bytes() -> u64 {
+    256 << 20
 }
 
 fn default_data_dir() -> PathBuf {
@@ -46,6 +54,7 @@ impl Default for StorageConfig {
             history_retention: default_retention(),
             history_batch_size: default_batch(),
             prune_interval: default_prune(),
+            min_free_bytes: default_min_free_bytes(),
         }
     }
 }

@@ -12,14 +12,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::history::{HistoryPoint, HistoryReader, HistoryWriter, Pruned};
 use super::StorageConfig;
 use crate::alarms::{Alarm, AlarmEvent, AlarmState};
+use crate::health;
 use crate::metrics::Metrics;
 use crate::model::{now_ms, DurableAck, Reading};
+use crate::supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -312,111 +313,196 @@ pub struct HistoryBatch {
     pub acks: Vec<DurableAck>,
 }
 
-/// Starts [`run_history_writer`] on `tasks`.
+/// Starts [`run_history_writer`], supervised: it is restarted with backoff after it ends or
+/// panics (the receiver outlives a run; a panicked run's unwritten readings are lost and their
+/// acks never sent, so the broker delivers those messages again after a reconnect).
 pub fn start_history(
     store: &LocalStore,
     config: &StorageConfig,
     rx: mpsc::Receiver<HistoryBatch>,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
-    tasks: &TaskTracker,
+    supervisor: &Supervisor,
 ) {
-    let (store, config) = (store.clone(), config.clone());
-    tasks.spawn(run_history_writer(
-        store,
-        config,
-        rx,
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let (store, config, metrics, shutdown) = (
+        store.clone(),
+        config.clone(),
         metrics.clone(),
         shutdown.clone(),
-    ));
+    );
+    supervisor.restarting(HISTORY_TASK, move || {
+        run_history_writer(
+            store.clone(),
+            config.clone(),
+            rx.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+    });
 }
+
+/// The history writer's task name (metrics, `/readyz`, its `task:` fault).
+pub const HISTORY_TASK: &str = "history-writer";
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Writes readings to the local history and then releases the acks that came with them
 /// (at-least-once ingest). Group commit: it writes as soon as its queue runs empty or a batch
 /// is full, so under load batches grow and at idle a reading is committed at once.
 ///
-/// When a write fails it is retried with backoff while the batch is held (the channel then
-/// fills and the core waits: back-pressure, no loss, and no acks, so the broker keeps the
-/// messages); at shutdown what cannot be written is reported in the log and its acks are not
-/// sent, so the broker delivers those messages again after the restart.
+/// When a write fails (disk full, I/O error) the history is *failing*: the fault
+/// `storage:history` is raised (the core shows it as an alarm, `/readyz` answers 503), the
+/// batch is kept in memory and retried with backoff (100 ms doubling to 5 s), and the acks are
+/// released at once — the readings were evaluated by the rules already, and holding acks would
+/// stop ingest, and so alarms, at the broker's in-flight window. While failing, batches keep
+/// being taken off the channel (so the core never waits) and their acks released; their
+/// readings join the retry batch up to `storage.history_batch_size`, and those beyond are shed
+/// (`campusguard_history_shed_readings_total`). The first successful write clears the fault.
+/// Pruning runs on its own timer throughout. At shutdown a batch that cannot be written is
+/// logged; if its acks were still held they are not sent (the broker delivers those messages
+/// again after the restart), else its readings are counted as shed.
 pub async fn run_history_writer(
     store: LocalStore,
     config: StorageConfig,
-    mut rx: mpsc::Receiver<HistoryBatch>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<HistoryBatch>>>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut readings: Vec<Reading> = Vec::new();
-    let mut acks: Vec<DurableAck> = Vec::new();
+    // One run at a time reads the channel; a restarted run takes it over.
+    let mut rx = rx.lock().await;
+    let mut writer = Writer {
+        store,
+        metrics,
+        readings: Vec::new(),
+        acks: Vec::new(),
+        retry_at: None,
+        backoff: FIRST_RETRY,
+        max_held: config.history_batch_size,
+    };
     let mut prune = tokio::time::interval(config.prune_interval);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let retention_ms = i64::try_from(config.history_retention.as_millis()).unwrap_or(i64::MAX);
     loop {
+        let retry_at = writer.retry_at;
+        let retry = async move {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             received = rx.recv() => match received {
                 Some(batch) => {
-                    readings.extend(batch.readings);
-                    acks.extend(batch.acks);
+                    writer.take(batch);
                     // Drain whatever else is queued, up to a batch.
-                    while readings.len() < config.history_batch_size {
+                    while writer.readings.len() < config.history_batch_size {
                         match rx.try_recv() {
-                            Ok(more) => {
-                                readings.extend(more.readings);
-                                acks.extend(more.acks);
-                            }
+                            Ok(more) => writer.take(more),
                             Err(_) => break,
                         }
+                    }
+                    if writer.retry_at.is_some() {
+                        // Failing: wait for the retry timer.
+                        continue;
                     }
                 }
                 None => break,
             },
             _ = prune.tick() => {
-                match store.prune_history(now_ms().saturating_sub(retention_ms)).await {
+                match writer.store.prune_history(now_ms().saturating_sub(retention_ms)).await {
                     Ok(pruned) if pruned == Pruned::default() => {}
                     Ok(pruned) => debug!(days = pruned.days, far_rows = pruned.far_rows, "pruned local history"),
                     Err(e) => warn!(error = %e, "pruning local history failed"),
                 }
                 continue;
             }
+            () = retry => {}
         }
-        let batch = Arc::new(std::mem::take(&mut readings));
-        if write_with_retry(&store, batch, &metrics, &shutdown).await {
-            for ack in acks.drain(..) {
-                ack.release();
-            }
+        writer.write().await;
+    }
+    if !writer.readings.is_empty() {
+        writer.write().await;
+    }
+    if !writer.readings.is_empty() {
+        let rows = writer.readings.len();
+        if writer.acks.is_empty() {
+            writer.metrics.history_shed_readings.inc_by(rows as u64);
+            error!(
+                rows,
+                "local history failing at shutdown; readings not stored (counted as shed)"
+            );
         } else {
-            acks.clear();
+            error!(rows, "local history write failed at shutdown; not acknowledged, the broker will deliver these again");
         }
     }
-    info!("local history writer stopped");
+    if shutdown.is_cancelled() {
+        info!("local history writer stopped");
+    }
 }
 
-/// Writes `readings`, retrying with backoff until it works or shutdown; true when written.
-async fn write_with_retry(
-    store: &LocalStore,
-    readings: Arc<Vec<Reading>>,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> bool {
-    if readings.is_empty() {
-        return true;
+/// The history writer's batch and failure state.
+struct Writer {
+    store: LocalStore,
+    metrics: Arc<Metrics>,
+    readings: Vec<Reading>,
+    /// Acks of `readings`, released once they are committed (always empty while failing).
+    acks: Vec<DurableAck>,
+    /// While failing: when to try again.
+    retry_at: Option<tokio::time::Instant>,
+    backoff: Duration,
+    /// Readings kept for a retry while failing, at most.
+    max_held: usize,
+}
+
+impl Writer {
+    fn take(&mut self, batch: HistoryBatch) {
+        if self.retry_at.is_none() {
+            self.readings.extend(batch.readings);
+            self.acks.extend(batch.acks);
+            return;
+        }
+        // Failing: never hold acks (see `run_history_writer`); keep what fits for the retry.
+        batch.acks.into_iter().for_each(DurableAck::release);
+        let room = self.max_held.saturating_sub(self.readings.len());
+        let shed = batch.readings.len().saturating_sub(room);
+        self.readings.extend(batch.readings.into_iter().take(room));
+        if shed > 0 {
+            self.metrics.history_shed_readings.inc_by(shed as u64);
+        }
     }
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match store.write_history(readings.clone()).await {
+
+    async fn write(&mut self) {
+        if self.readings.is_empty() {
+            self.acks.drain(..).for_each(DurableAck::release);
+            return;
+        }
+        let batch = Arc::new(std::mem::take(&mut self.readings));
+        match self.store.write_history(batch.clone()).await {
             Ok(()) => {
-                metrics.history_rows_written.inc_by(readings.len() as u64);
-                return true;
+                self.metrics.history_rows_written.inc_by(batch.len() as u64);
+                self.acks.drain(..).for_each(DurableAck::release);
+                if self.retry_at.take().is_some() {
+                    info!(rows = batch.len(), "local history writes again");
+                    self.metrics.health.clear(&health::HISTORY);
+                }
+                self.backoff = FIRST_RETRY;
             }
             Err(e) => {
-                metrics.history_write_errors.inc();
-                if shutdown.is_cancelled() {
-                    error!(error = %e, rows = readings.len(), "local history write failed at shutdown; not acknowledged, the broker will deliver these again");
-                    return false;
+                self.metrics.history_write_errors.inc();
+                self.metrics.health.raise(&health::HISTORY, e.to_string());
+                if self.retry_at.is_none() {
+                    error!(error = %e, rows = batch.len(), "local history write failed; shedding history until it writes again, readings are still evaluated");
                 }
-                warn!(error = %e, rows = readings.len(), retry_in = ?backoff, "local history write failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                self.acks.drain(..).for_each(DurableAck::release);
+                self.readings = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                if self.readings.len() > self.max_held {
+                    let shed = self.readings.len() - self.max_held;
+                    self.readings.truncate(self.max_held);
+                    self.metrics.history_shed_readings.inc_by(shed as u64);
+                }
+                self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_RETRY);
             }
         }
     }

@@ -50,6 +50,10 @@ pub struct TicketsConfig {
     /// Largest attachment accepted, in bytes.
     #[serde(default = "default_attachment_max_bytes")]
     pub attachment_max_bytes: usize,
+    /// All attachments together, in bytes, at most: an upload beyond it answers 507, so no
+    /// operator can fill the disk the alarm journal and history live on.
+    #[serde(default = "default_attachments_max_total_bytes")]
+    pub attachments_max_total_bytes: u64,
     /// `report` needs at least one "after" photo for these grades.
     #[serde(default = "default_require_after_photo")]
     pub require_after_photo_for: Vec<Grade>,
@@ -71,6 +75,7 @@ impl std::fmt::Debug for TicketsConfig {
             supervise_after,
             supervision_interval,
             attachment_max_bytes,
+            attachments_max_total_bytes,
             require_after_photo_for,
         } = self;
         f.debug_struct("TicketsConfig")
@@ -88,6 +93,7 @@ impl std::fmt::Debug for TicketsConfig {
             .field("supervise_after", supervise_after)
             .field("supervision_interval", supervision_interval)
             .field("attachment_max_bytes", attachment_max_bytes)
+            .field("attachments_max_total_bytes", attachments_max_total_bytes)
             .field("require_after_photo_for", require_after_photo_for)
             .finish()
     }
@@ -107,6 +113,9 @@ fn default_supervision_interval() -> Duration {
 }
 fn default_attachment_max_bytes() -> usize {
     10 * 1024 * 1024
+}
+fn default_attachments_max_total_bytes() -> u64 {
+    1 << 30
 }
 fn default_require_after_photo() -> Vec<Grade> {
     vec![Grade::Major]
@@ -327,6 +336,7 @@ impl Default for TicketsConfig {
             supervise_after: default_supervise_after(),
             supervision_interval: default_supervision_interval(),
             attachment_max_bytes: default_attachment_max_bytes(),
+            attachments_max_total_bytes: default_attachments_max_total_bytes(),
             require_after_photo_for: default_require_after_photo(),
         }
     }
@@ -395,6 +405,12 @@ impl TicketsConfig {
         }
         if self.attachment_max_bytes == 0 {
             problems.push("tickets.attachment_max_bytes must be at least 1".into());
+        }
+        if self.attachments_max_total_bytes < self.attachment_max_bytes as u64 {
+            problems.push(
+                "tickets.attachments_max_total_bytes must be at least tickets.attachment_max_bytes"
+                    .into(),
+            );
         }
         if self.deadlines.general.is_zero() || self.deadlines.major.is_zero() {
             problems.push("tickets.deadlines must be greater than 0".into());

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use config::{Policy, TicketsConfig};
@@ -57,6 +56,9 @@ pub enum TicketError {
     Database(String),
     #[error("attachment storage: {0}")]
     Io(String),
+    /// The attachments quota or the data disk's free-space floor (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 /// A ticket filed by hand (from an inspection), the body of `POST /api/v1/tickets`.
@@ -100,6 +102,8 @@ pub struct Tickets {
     pub store: TicketStore,
     pub config: Arc<TicketsConfig>,
     attachment_dir: PathBuf,
+    /// Uploads stop while the data directory has less free space than this (0: no floor).
+    min_free_bytes: u64,
 }
 
 impl Tickets {
@@ -109,7 +113,61 @@ impl Tickets {
             store,
             config: Arc::new(config.clone()),
             attachment_dir: TicketsConfig::attachment_dir(data_dir),
+            min_free_bytes: 0,
         })
+    }
+
+    /// Uploads answer 507 while the attachment directory's filesystem has less free space than
+    /// `bytes` (`storage.min_free_bytes`: room kept for the alarm journal and history).
+    pub fn with_min_free_bytes(mut self, bytes: u64) -> Self {
+        self.min_free_bytes = bytes;
+        self
+    }
+
+    /// Refuses (507) an upload of `size` new bytes that would pass the attachments quota or the
+    /// free-space floor.
+    async fn check_attachment_room(&self, size: u64) -> Result<(), TicketError> {
+        let dir = self.attachment_dir.clone();
+        let floor = self.min_free_bytes;
+        let (used, free) = tokio::task::spawn_blocking(move || {
+            let used: u64 = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter_map(|e| e.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            // The directory may not exist yet: its filesystem is its parent's (the data dir).
+            let probe = if dir.exists() {
+                dir.as_path()
+            } else {
+                dir.parent().unwrap_or(dir.as_path())
+            };
+            let free = (floor > 0)
+                .then(|| rustix::fs::statvfs(probe).ok())
+                .flatten()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            (used, free)
+        })
+        .await
+        .map_err(|e| TicketError::Io(e.to_string()))?;
+        let quota = self.config.attachments_max_total_bytes;
+        if used.saturating_add(size) > quota {
+            return Err(TicketError::InsufficientStorage(format!(
+                "attachments quota reached: {used} of {quota} bytes used (tickets.attachments_max_total_bytes)"
+            )));
+        }
+        if let Some(free) = free {
+            if free.saturating_sub(size) < floor {
+                return Err(TicketError::InsufficientStorage(format!(
+                    "the data disk has {free} bytes free, below the {floor} kept for alarms (storage.min_free_bytes)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn attachment_dir(&self) -> &Path {
@@ -471,6 +529,7 @@ impl Tickets {
         let sha256 = hex(&sha2::Sha256::digest(bytes));
         let path = self.attachment_dir.join(&sha256);
         if tokio::fs::metadata(&path).await.is_err() {
+            self.check_attachment_room(bytes.len() as u64).await?;
             tokio::fs::create_dir_all(&self.attachment_dir)
                 .await
                 .map_err(|e| TicketError::Io(e.to_string()))?;
@@ -564,10 +623,16 @@ pub fn start(
     tickets: &Tickets,
     alarms: broadcast::Receiver<Arc<crate::alarms::AlarmEvent>>,
     shutdown: &CancellationToken,
-    tasks: &TaskTracker,
+    supervisor: &crate::supervisor::Supervisor,
 ) {
-    tasks.spawn(policy::run(tickets.clone(), alarms, shutdown.clone()));
-    tasks.spawn(run_supervision(tickets.clone(), shutdown.clone()));
+    supervisor.once(
+        "ticket-policy",
+        policy::run(tickets.clone(), alarms, shutdown.clone()),
+    );
+    let (tickets, shutdown) = (tickets.clone(), shutdown.clone());
+    supervisor.restarting("ticket-supervision", move || {
+        run_supervision(tickets.clone(), shutdown.clone())
+    });
 }
 
 /// Runs the supervision job every `supervision_interval` until shutdown.

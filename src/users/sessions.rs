@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::supervisor::Supervisor;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::UserError;
@@ -299,28 +299,33 @@ fn drain_expired(sessions: &mut HashMap<String, Session>, at: Instant) -> Vec<St
 
 /// Applies revocations every second and prunes expired sessions every minute, until
 /// `shutdown`. A failing store is logged and tried again next time.
-pub fn start(table: Arc<SessionTable>, shutdown: &CancellationToken, tasks: &TaskTracker) {
+pub fn start(table: Arc<SessionTable>, shutdown: &CancellationToken, supervisor: &Supervisor) {
     let shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let mut poll = tokio::time::interval(REVOCATION_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_prune = Instant::now();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = poll.tick() => {}
-            }
-            if let Err(e) = table.apply_revocations().await {
-                warn!(error = %e, "reading session revocations failed; retrying");
-            }
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                last_prune = Instant::now();
-                if let Err(e) = table.prune().await {
-                    warn!(error = %e, "pruning expired sessions failed; retrying");
-                }
+    supervisor.restarting("sessions", move || {
+        let (table, shutdown) = (table.clone(), shutdown.clone());
+        sessions_loop(table, shutdown)
+    });
+}
+
+async fn sessions_loop(table: Arc<SessionTable>, shutdown: CancellationToken) {
+    let mut poll = tokio::time::interval(REVOCATION_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = poll.tick() => {}
+        }
+        if let Err(e) = table.apply_revocations().await {
+            warn!(error = %e, "reading session revocations failed; retrying");
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            if let Err(e) = table.prune().await {
+                warn!(error = %e, "pruning expired sessions failed; retrying");
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]

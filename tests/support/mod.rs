@@ -135,6 +135,8 @@ pub struct Setup {
     pub extra_toml: String,
     /// Keys added to the `[http]` section (which the generated config already opens).
     pub http_toml: String,
+    /// Keys added to the `[storage]` section (which the generated config already opens).
+    pub storage_toml: String,
 }
 
 impl Setup {
@@ -147,6 +149,7 @@ impl Setup {
             data_dir: data_dir.to_path_buf(),
             extra_toml: String::new(),
             http_toml: String::new(),
+            storage_toml: String::new(),
         }
     }
 
@@ -194,6 +197,7 @@ role = "bureau"
 
 [storage]
 data_dir = "{data}"
+{storage}
 
 [rules]
 profiles_file = "{profiles}"
@@ -208,6 +212,7 @@ tick = "100ms"
             profiles = profiles.display(),
             extra = self.extra_toml,
             http = self.http_toml,
+            storage = self.storage_toml,
         );
         Config::from_toml(&text, &self.data_dir.join("gateway.toml"), Vec::new())
             .unwrap_or_else(|e| panic!("test config: {e}"))
@@ -246,6 +251,14 @@ impl TestGateway {
                 .await
                 .expect("gateway stops within 15 s");
         }
+    }
+
+    /// Fault injection: makes the gateway's running task `name` panic (see
+    /// `campusguard::supervisor`); false when there is no such task.
+    pub fn inject_task_panic(&self, name: &str) -> bool {
+        self.gateway
+            .as_ref()
+            .is_some_and(|g| g.inject_task_panic(name))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -13,9 +13,9 @@ pub use source::{connect_options, run, MqttLink};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::supervisor::Supervisor;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::alarms::AlarmEvent;
 use crate::metrics::Metrics;
@@ -32,17 +32,18 @@ pub fn start(
     alarms: Option<mpsc::Receiver<Arc<AlarmEvent>>>,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
-    tasks: &TaskTracker,
+    supervisor: &Supervisor,
 ) -> Result<(), String> {
     let link = MqttLink::new(config)?;
     if let Some(alarms) = alarms {
-        tasks.spawn(publish::publish_alarms(
-            link.client.clone(),
-            config.topic_prefix.clone(),
-            alarms,
-        ));
+        let publish =
+            publish::publish_alarms(link.client.clone(), config.topic_prefix.clone(), alarms);
+        supervisor.once("mqtt-publish", publish);
     }
     let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
-    tasks.spawn(run(config, modbus_devices, link, ingest, metrics, stop));
+    supervisor.once(
+        "mqtt-ingest",
+        run(config, modbus_devices, link, ingest, metrics, stop),
+    );
     Ok(())
 }

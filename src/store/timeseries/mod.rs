@@ -51,7 +51,6 @@ use tokio::sync::mpsc::{self, error::TrySendError, Receiver};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::model::{now_ms, DurableAck, TaggedReading};
 
@@ -288,10 +287,10 @@ pub fn start(
     data_dir: &Path,
     rx: Receiver<TimeseriesBatch>,
     stats: &Arc<TimeseriesStats>,
-    tasks: &TaskTracker,
+    supervisor: &crate::supervisor::Supervisor,
 ) {
     let (config, data_dir, stats) = (config.clone(), data_dir.to_path_buf(), stats.clone());
-    tasks.spawn(async move {
+    supervisor.once("timeseries", async move {
         if let Err(e) = run(config, data_dir, rx, stats, CancellationToken::new()).await {
             tracing::error!(error = %e, "time-series sink stopped");
         }
