@@ -154,9 +154,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let (ts_tx, ts_rx) = bounded_if(ts_on, TIMESERIES_CAPACITY);
     // core → alarm stream (broadcast): the core never waits; a lagging SSE client gets `resync`.
     let (alarm_stream, _) = broadcast::channel(config.alarms.stream_buffer);
-    // alarm stream → ticket policy (same broadcast): events it lagged behind on are logged with
-    // their count and make no ticket. Issue 13 replaces this edge with a durable outbox.
-    let alarms_to_tickets = alarm_stream.subscribe();
+    // alarm outbox → ticket policy: its own durable cursor (opened here, before the core
+    // starts); it reads at its own pace, moves the cursor only once the ticket database took
+    // the work, and never holds the core up. Never full: the journal is the queue.
+    let ticket_outbox = store.outbox_reader(tickets::policy::CONSUMER).await?;
     // core → MQTT alarm copy: the newest is dropped and counted (`alarm_publish_dropped`).
     let (alarm_mqtt_tx, alarm_mqtt_rx) =
         bounded_if(config.alarms.publish_mqtt, ALARM_MQTT_CAPACITY);
@@ -207,7 +208,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         let dir = &storage.data_dir;
         store::timeseries::start(&config.timeseries, dir, rx, &metrics.timeseries, &tasks);
     }
-    tickets::start(&tickets, alarms_to_tickets, &shutdown, &tasks);
+    tickets::start(&tickets, ticket_outbox, store.clone(), &shutdown, &tasks);
     if let Some(notifier) = notifier {
         let context = notify_context(&config, &tickets);
         notifier

@@ -363,6 +363,28 @@ impl TicketStore {
         ))
     }
 
+    /// Whether a ticket of (sensor, rule), in any state, already records alarm `alarm_id`: a
+    /// timer rebuilt at start must not file again for an alarm whose ticket was filed (and
+    /// perhaps closed) before the restart.
+    pub async fn alarm_has_ticket(
+        &self,
+        sensor: &str,
+        rule: &str,
+        alarm_id: i64,
+    ) -> Result<bool, TicketError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM ticket_occurrences o JOIN tickets t ON t.id = o.ticket_id \
+             WHERE t.sensor = $1 AND t.rule = $2 AND o.alarm_id = $3 LIMIT 1",
+        )
+        .bind(sensor.to_string())
+        .bind(rule.to_string())
+        .bind(alarm_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.is_some())
+    }
+
     /// The most recently closed ticket of (sensor, rule) closed at or after `since`.
     pub async fn recently_closed(
         &self,
