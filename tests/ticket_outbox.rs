@@ -192,6 +192,8 @@ tick = "100ms"
 
 [tickets]
 database_url = "{url}"
+# Fail fast while the database is down (the policy retries), and start without it.
+acquire_timeout = "1s"
 
 [[devices]]
 id = "gas-1"
@@ -293,13 +295,17 @@ fn assert_one_gas_ticket(all: &[campusguard::tickets::Ticket]) {
 async fn a_gas_alarm_raised_while_the_ticket_database_is_down_files_one_ticket_when_it_returns() {
     let pg = PrivatePostgres::start();
     let site = Site::new(&pg);
-    let _gw = GatewayProcess::start(&site.config);
+    let gw = GatewayProcess::start(&site.config);
     wait_ready(site.http).await;
 
     pg.stop_server();
     site.raise_gas_alarm().await;
-    // The policy tries while the database is down; nothing is dropped.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The policy tried while the database was down, and failed; nothing is dropped.
+    eventually("a failed attempt to file", Duration::from_secs(15), || {
+        let log = gw.log_text();
+        async move { log.contains("not turned into its ticket yet").then_some(()) }
+    })
+    .await;
     pg.start_server();
 
     let all = tickets_after_settling(&pg, site.path()).await;
@@ -320,6 +326,31 @@ async fn a_gas_alarm_raised_while_the_ticket_database_is_down_files_one_ticket_a
     pg.start_server();
     let _gw = GatewayProcess::start(&site.config);
     wait_ready(site.http).await;
+
+    let all = tickets_after_settling(&pg, site.path()).await;
+    assert_one_gas_ticket(&all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_starts_without_its_ticket_database_and_files_the_ticket_once_it_returns() {
+    let pg = PrivatePostgres::start();
+    pg.stop_server();
+    let site = Site::new(&pg);
+    // Down from the start: the gateway comes up anyway and raises the alarm.
+    let mut gw = GatewayProcess::start(&site.config);
+    wait_ready(site.http).await;
+    site.raise_gas_alarm().await;
+    // Killed, and started again while the database is still down.
+    gw.kill9();
+    let gw = GatewayProcess::start(&site.config);
+    wait_ready(site.http).await;
+    assert!(
+        gw.log_text()
+            .contains("ticket database unreachable at start"),
+        "{}",
+        gw.log_text()
+    );
+    pg.start_server();
 
     let all = tickets_after_settling(&pg, site.path()).await;
     assert_one_gas_ticket(&all);
