@@ -111,7 +111,8 @@ impl Gateway {
 /// How long the stages get to drain and flush after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// API → core commands (acknowledge, shelve, lists). Served before readings: a few are plenty.
+/// API → core commands (acknowledge, shelve, lists). Served after each round's readings, a
+/// few per round: a few queued are plenty.
 const COMMAND_CAPACITY: usize = 64;
 /// Core → time-series sink, in batches (one per core round).
 const TIMESERIES_CAPACITY: usize = 64;
@@ -145,7 +146,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     // The edges, all bounded; each comment says what happens when the edge is full.
     // ingest → core: sources wait (MQTT stops reading; the broker keeps the messages).
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
-    // API → core: the handler waits (the core serves commands before readings).
+    // API → core: the handler waits (the core serves readings first, then a few commands).
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     // core → local history: the core waits; no reading is dropped.
     let (history_tx, history_rx) = mpsc::channel(config.pipeline.history_capacity);
