@@ -123,7 +123,8 @@ impl Gateway {
 /// How long the stages get to drain and flush after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// API → core commands (acknowledge, shelve, lists). Served before readings: a few are plenty.
+/// API → core commands (acknowledge, shelve, lists). Served after each round's readings, a
+/// few per round: a few queued are plenty.
 const COMMAND_CAPACITY: usize = 64;
 /// Core → time-series sink, in batches (one per core round).
 const TIMESERIES_CAPACITY: usize = 64;
@@ -162,7 +163,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     // The edges, all bounded; each comment says what happens when the edge is full.
     // ingest → core: sources wait (MQTT stops reading; the broker keeps the messages).
     let (ingest_tx, ingest_rx) = mpsc::channel(config.pipeline.ingest_capacity);
-    // API → core: the handler waits (the core serves commands before readings).
+    // API → core: the handler waits (the core serves readings first, then a few commands).
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     // core → local history: the core never waits. When full, readings wait in the core's
     // backlog (acks held) and beyond 20 000 are shed (counted, acks released); while history
@@ -174,9 +175,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let (ts_tx, ts_rx) = bounded_if(ts_on, TIMESERIES_CAPACITY);
     // core → alarm stream (broadcast): the core never waits; a lagging SSE client gets `resync`.
     let (alarm_stream, _) = broadcast::channel(config.alarms.stream_buffer);
-    // alarm stream → ticket policy (same broadcast): events it lagged behind on are logged with
-    // their count and make no ticket. Issue 13 replaces this edge with a durable outbox.
-    let alarms_to_tickets = alarm_stream.subscribe();
+    // alarm outbox → ticket policy: its own durable cursor (opened here, before the core
+    // starts); it reads at its own pace, moves the cursor only once the ticket database took
+    // the work, and never holds the core up. Never full: the journal is the queue.
+    let ticket_outbox = store.outbox_reader(tickets::policy::CONSUMER).await?;
     // core → MQTT alarm copy: the newest is dropped and counted (`alarm_publish_dropped`).
     let (alarm_mqtt_tx, alarm_mqtt_rx) =
         bounded_if(config.alarms.publish_mqtt, ALARM_MQTT_CAPACITY);
@@ -249,7 +251,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
             &supervisor,
         );
     }
-    tickets::start(&tickets, alarms_to_tickets, &shutdown, &supervisor);
+    tickets::start(
+        &tickets,
+        ticket_outbox,
+        store.clone(),
+        &shutdown,
+        &supervisor,
+    );
     if let Some(notifier) = notifier {
         let context = notify_context(&config, &tickets);
         notifier

@@ -437,21 +437,51 @@ async fn two_whole_gateways_on_one_postgres_raising_the_same_alarm_make_exactly_
     db.finish(&reader).await;
 }
 
-/// Starts the policy task on a private alarm channel.
-fn start_policy(
-    tickets: &Tickets,
-) -> (
-    tokio::sync::broadcast::Sender<Arc<AlarmEvent>>,
-    tokio_util::sync::CancellationToken,
-) {
-    let (tx, rx) = tokio::sync::broadcast::channel(64);
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(campusguard::tickets::policy::run(
-        tickets.clone(),
-        rx,
-        stop.clone(),
-    ));
-    (tx, stop)
+/// The alarm outbox the policy task reads: a local store of its own, written as the core does.
+struct Feed {
+    store: campusguard::store::LocalStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Feed {
+    async fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = campusguard::store::StorageConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..campusguard::store::StorageConfig::default()
+        };
+        let store = campusguard::store::LocalStore::open(&config).await.unwrap();
+        Self { store, _dir: dir }
+    }
+
+    /// Journals `event` (the alarm outbox entry the policy reads).
+    async fn send(&self, event: Arc<AlarmEvent>) -> Result<(), campusguard::store::StoreError> {
+        self.store.record_events(&[(*event).clone()]).await
+    }
+
+    /// Starts a policy task on this outbox (its cursor as a restart would find it).
+    async fn start_policy(&self, tickets: &Tickets) -> tokio_util::sync::CancellationToken {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let reader = self
+            .store
+            .outbox_reader(campusguard::tickets::policy::CONSUMER)
+            .await
+            .unwrap();
+        tokio::spawn(campusguard::tickets::policy::run(
+            tickets.clone(),
+            reader,
+            self.store.clone(),
+            stop.clone(),
+        ));
+        stop
+    }
+}
+
+/// Starts the policy task on a private alarm outbox.
+async fn start_policy(tickets: &Tickets) -> (Feed, tokio_util::sync::CancellationToken) {
+    let feed = Feed::open().await;
+    let stop = feed.start_policy(tickets).await;
+    (feed, stop)
 }
 
 async fn wait_for_tickets(tickets: &Tickets, n: i64) {
@@ -492,16 +522,16 @@ door_repeats = { repeats = { count = 3, within = "1h" } }
     )
     .unwrap();
     let tickets = db.open().await;
-    let (tx, stop) = start_policy(&tickets);
+    let (tx, stop) = start_policy(&tickets).await;
 
     // Drill: never a ticket, even for gas on raise.
     let mut drill = alarm(1, "voc_ppm", "voc_high", AlarmClass::Gas);
     drill.drill = true;
-    tx.send(event(Transition::Raised, &drill)).unwrap();
+    tx.send(event(Transition::Raised, &drill)).await.unwrap();
 
     // Gas on raise.
     let gas = alarm(2, "lel_pct", "lel_high", AlarmClass::Gas);
-    tx.send(event(Transition::Raised, &gas)).unwrap();
+    tx.send(event(Transition::Raised, &gas)).await.unwrap();
     wait_for_tickets(&tickets, 1).await;
     // A repeat of the same (sensor, rule) appends an occurrence to the open ticket.
     let again = Alarm {
@@ -509,19 +539,19 @@ door_repeats = { repeats = { count = 3, within = "1h" } }
         reading_ts: gas.reading_ts + 1000,
         ..gas.clone()
     };
-    tx.send(event(Transition::Raised, &again)).unwrap();
+    tx.send(event(Transition::Raised, &again)).await.unwrap();
 
     // Supervisory: cleared before the delay → nothing; still active after it → a ticket.
     let short = alarm(4, "fan_on", "fan_off", AlarmClass::Supervisory);
-    tx.send(event(Transition::Raised, &short)).unwrap();
+    tx.send(event(Transition::Raised, &short)).await.unwrap();
     let cleared = Alarm {
         state: AlarmState::Cleared,
         condition_active: false,
         ..short.clone()
     };
-    tx.send(event(Transition::Cleared, &cleared)).unwrap();
+    tx.send(event(Transition::Cleared, &cleared)).await.unwrap();
     let long = alarm(5, "temp_c", "temp_high", AlarmClass::Supervisory);
-    tx.send(event(Transition::Raised, &long)).unwrap();
+    tx.send(event(Transition::Raised, &long)).await.unwrap();
     wait_for_tickets(&tickets, 2).await;
 
     // Repeats: the third raise within the window files.
@@ -532,7 +562,7 @@ door_repeats = { repeats = { count = 3, within = "1h" } }
             reading_ts: door.reading_ts + i as i64,
             ..door.clone()
         };
-        tx.send(event(Transition::Raised, &a)).unwrap();
+        tx.send(event(Transition::Raised, &a)).await.unwrap();
         if i < 2 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert_eq!(
@@ -576,14 +606,65 @@ door_repeats = { repeats = { count = 3, within = "1h" } }
     db.finish(&tickets).await;
 }
 
+/// `if_active_for` timers are rebuilt from the open alarms when the policy starts again: an
+/// alarm raised before a restart still gets its ticket when its delay is up — once, also after
+/// a further restart with the ticket already filed.
+#[tokio::test]
+async fn a_pending_if_active_for_timer_survives_a_restart_of_the_policy_and_files_once() {
+    let mut db = Db::sqlite();
+    db.config =
+        toml::from_str("[policy.class]\nsupervisory = { if_active_for = \"1500ms\" }\n").unwrap();
+    let tickets = db.open().await;
+    let feed = Feed::open().await;
+    let stop = feed.start_policy(&tickets).await;
+    let long = alarm(1, "temp_c", "temp_high", AlarmClass::Supervisory);
+    feed.send(event(Transition::Raised, &long)).await.unwrap();
+    // The policy has read the raise (its cursor moved) but the delay is not up: stop it.
+    let cursor = |store: campusguard::store::LocalStore| async move {
+        store
+            .outbox_reader(campusguard::tickets::policy::CONSUMER)
+            .await
+            .unwrap()
+            .cursor()
+    };
+    eventually(
+        "the raise read by the policy",
+        Duration::from_secs(5),
+        || {
+            let store = feed.store.clone();
+            async move { (cursor(store).await > 0).then_some(()) }
+        },
+    )
+    .await;
+    stop.cancel();
+    assert_eq!(
+        tickets.store.count().await.unwrap(),
+        0,
+        "not before the delay"
+    );
+
+    // A new policy task (a restart) knows the timer only from the open alarm.
+    let stop = feed.start_policy(&tickets).await;
+    wait_for_tickets(&tickets, 1).await;
+    stop.cancel();
+    // Started again after its ticket was filed, the rebuilt timer files nothing more.
+    let stop = feed.start_policy(&tickets).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let all = all_tickets(&tickets).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0].occurrences, 1);
+    stop.cancel();
+    db.finish(&tickets).await;
+}
+
 #[tokio::test]
 async fn a_recurrence_after_closing_opens_a_new_ticket_linking_the_old_and_a_false_fire_alarm_files_maintenance(
 ) {
     let db = Db::sqlite();
     let tickets = db.open().await;
-    let (tx, stop) = start_policy(&tickets);
+    let (tx, stop) = start_policy(&tickets).await;
     let gas = alarm(1, "lel_pct", "lel_high", AlarmClass::Gas);
-    tx.send(event(Transition::Raised, &gas)).unwrap();
+    tx.send(event(Transition::Raised, &gas)).await.unwrap();
     wait_for_tickets(&tickets, 1).await;
     let first = all_tickets(&tickets).await.remove(0);
 
@@ -643,16 +724,16 @@ async fn a_recurrence_after_closing_opens_a_new_ticket_linking_the_old_and_a_fal
         reading_ts: gas.reading_ts + 5000,
         ..gas.clone()
     };
-    tx.send(event(Transition::Raised, &again)).unwrap();
+    tx.send(event(Transition::Raised, &again)).await.unwrap();
     wait_for_tickets(&tickets, 2).await;
 
     let mut fire = alarm(3, "smoke", "smoke", AlarmClass::Fire);
-    tx.send(event(Transition::Raised, &fire)).unwrap(); // fire: never a ticket by itself
+    tx.send(event(Transition::Raised, &fire)).await.unwrap(); // fire: never a ticket by itself
     fire.state = AlarmState::Cleared;
     let mut reset = (*event(Transition::Reset, &fire)).clone();
     reset.false_alarm = true;
     reset.comment = Some("探测器积尘".into());
-    tx.send(Arc::new(reset)).unwrap();
+    tx.send(Arc::new(reset)).await.unwrap();
     wait_for_tickets(&tickets, 3).await;
 
     let all = all_tickets(&tickets).await;

@@ -128,7 +128,8 @@ pub(super) async fn kpis(
     Reader(who): Reader,
 ) -> Result<Json<Kpis>, ApiError> {
     let now = now_ms();
-    let pool = state.store.pool();
+    // Its own connections: a flood of KPI readers never takes the journal's.
+    let pool = state.store.read_pool();
     let rows = sqlx::query(
         "SELECT j.at, a.sensor, a.rule, a.school FROM alarm_journal j \
          JOIN alarms a ON a.id = j.alarm_id \

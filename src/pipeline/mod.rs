@@ -138,6 +138,10 @@ const JOURNAL_BACKLOG: usize = 10_000;
 /// How long after a failed journal write the next one is tried (meanwhile alarms are delivered
 /// unjournaled, without trying the failing store on every round).
 const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+/// API commands served after each round (besides the one a round may be woken for): enough
+/// that operators' acknowledgements never wait long behind a stream of readings, few enough
+/// that a flood of list requests adds little to a round.
+const COMMANDS_PER_ROUND: usize = 8;
 /// Notification notes taken per round (a summary's report names many alarms), so a round, and
 /// the alarms raised in the next one, stay short.
 const NOTES_PER_ROUND: usize = 256;
@@ -273,25 +277,13 @@ impl Core {
         let mut notify_open = true;
         let mut action_results = self.out.actions.take_results();
         loop {
+            // Alarm transitions and readings first, API commands after them: a flood of API
+            // readers never stands between a reading and its alarm. Commands are not starved
+            // under a steady stream of readings: up to `COMMANDS_PER_ROUND` are served after
+            // every round, once the round's alarms are out.
             tokio::select! {
                 biased;
-                command = commands.recv(), if commands_open => match command {
-                    Some(command) => self.handle_command(command).await,
-                    None => commands_open = false,
-                },
                 Some(done) = action_results.recv() => self.action_done(done).await,
-                report = notify.recv(), if notify_open => match report {
-                    Some(report) => {
-                        self.notify_report(report);
-                        while self.notes.len() < NOTES_PER_ROUND {
-                            match notify.try_recv() {
-                                Ok(report) => self.notify_report(report),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => notify_open = false,
-                },
                 event = ingest.recv() => {
                     let Some(event) = event else { break };
                     self.handle_ingest(event);
@@ -308,11 +300,33 @@ impl Core {
                     self.expire_drills().await;
                     self.retry_journal().await;
                 }
+                report = notify.recv(), if notify_open => match report {
+                    Some(report) => {
+                        self.notify_report(report);
+                        while self.notes.len() < NOTES_PER_ROUND {
+                            match notify.try_recv() {
+                                Ok(report) => self.notify_report(report),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => notify_open = false,
+                },
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => self.handle_command(command).await,
+                    None => commands_open = false,
+                },
                 // Sources stop on shutdown and drop their senders; this is a backstop for a
                 // source that does not.
                 _ = shutdown.cancelled(), if ingest.is_empty() && ingest.sender_strong_count() == 0 => break,
             }
             self.flush().await;
+            for _ in 0..COMMANDS_PER_ROUND {
+                match commands.try_recv() {
+                    Ok(command) => self.handle_command(command).await,
+                    Err(_) => break,
+                }
+            }
             // At least once per `tick` even when idle: a core stuck anywhere stops beating.
             self.metrics.core_heartbeat.beat();
         }

@@ -43,9 +43,16 @@ pub enum StoreError {
     Encode(String),
 }
 
+/// Connections of the read-only pool (API reads).
+const READ_CONNECTIONS: u32 = 4;
+
 #[derive(Clone)]
 pub struct LocalStore {
     pool: SqlitePool,
+    /// Connections of their own for API reads (lists, an alarm's page, KPIs), opened
+    /// `query_only`: a flood of readers waits for these, never for the journal's (WAL lets
+    /// readers and the one writer run side by side).
+    read_pool: SqlitePool,
     /// Used on blocking threads only (rusqlite is synchronous); one writer task writes.
     history_writer: Arc<Mutex<HistoryWriter>>,
     history_reader: Arc<Mutex<HistoryReader>>,
@@ -85,9 +92,13 @@ impl LocalStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let read_pool = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await?;
         let path = config.history_path();
         let retention = config.history_retention;
         let (writer, reader) = tokio::task::spawn_blocking(move || {
@@ -101,6 +112,7 @@ impl LocalStore {
         Ok(Self {
             outbox_head: Arc::new(tokio::sync::watch::channel(head.unwrap_or(0)).0),
             pool,
+            read_pool,
             history_writer: Arc::new(Mutex::new(writer)),
             history_reader: Arc::new(Mutex::new(reader)),
             history_retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
@@ -110,6 +122,11 @@ impl LocalStore {
     /// The connection pool, for modules that keep their own tables in this store (users).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The read-only pool, for API reads that must not take the journal's connections.
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.read_pool
     }
 
     /// Writes readings in one transaction (a reading of a sensor and time already stored
@@ -249,7 +266,7 @@ impl LocalStore {
         .bind(school)
         .bind(school)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await?;
         rows.iter()
             .map(|row| decode_alarm(row.get(0), row.get(1)))
@@ -259,7 +276,7 @@ impl LocalStore {
     pub async fn alarm(&self, id: u64) -> Result<Option<Alarm>, StoreError> {
         let row = sqlx::query("SELECT id, doc FROM alarms WHERE id = ?")
             .bind(id as i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read_pool)
             .await?;
         row.map(|row| decode_alarm(row.get(0), row.get(1)))
             .transpose()
@@ -271,7 +288,7 @@ impl LocalStore {
              FROM alarm_journal WHERE alarm_id = ? ORDER BY seq",
         )
         .bind(alarm_id as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await?;
         Ok(rows
             .iter()
@@ -295,6 +312,7 @@ impl LocalStore {
     }
 
     pub async fn close(&self) {
+        self.read_pool.close().await;
         self.pool.close().await;
     }
 }

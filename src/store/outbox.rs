@@ -108,7 +108,8 @@ impl OutboxReader {
             sqlx::query("SELECT seq, event FROM alarm_journal WHERE seq > ? ORDER BY seq LIMIT ?")
                 .bind(self.cursor)
                 .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .fetch_all(self.store.pool())
+                // Reads on the read-only pool: consumers never take the journal's connections.
+                .fetch_all(self.store.read_pool())
                 .await?;
         let mut batch = OutboxBatch {
             entries: Vec::with_capacity(rows.len()),

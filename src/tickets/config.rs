@@ -28,6 +28,10 @@ pub struct TicketsConfig {
     /// Connections to PostgreSQL. SQLite always uses one (a single writer, no busy errors).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// How long one ticket operation waits for a database connection before it fails (the
+    /// policy then retries; an API call answers 500). Also bounds the probe at start.
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
     /// School id → numbering code (`xhsy = "XHSY"`). Default: the upper-cased id.
     #[serde(default)]
     pub school_codes: BTreeMap<String, String>,
@@ -67,6 +71,7 @@ impl std::fmt::Debug for TicketsConfig {
             database_url,
             schema,
             max_connections,
+            acquire_timeout,
             school_codes,
             utc_offset_hours,
             deadlines,
@@ -85,6 +90,7 @@ impl std::fmt::Debug for TicketsConfig {
             )
             .field("schema", schema)
             .field("max_connections", max_connections)
+            .field("acquire_timeout", acquire_timeout)
             .field("school_codes", school_codes)
             .field("utc_offset_hours", utc_offset_hours)
             .field("deadlines", deadlines)
@@ -101,6 +107,9 @@ impl std::fmt::Debug for TicketsConfig {
 
 fn default_max_connections() -> u32 {
     8
+}
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_utc_offset_hours() -> i32 {
     8
@@ -328,6 +337,7 @@ impl Default for TicketsConfig {
             database_url: None,
             schema: None,
             max_connections: default_max_connections(),
+            acquire_timeout: default_acquire_timeout(),
             school_codes: BTreeMap::new(),
             utc_offset_hours: default_utc_offset_hours(),
             deadlines: DeadlineConfig::default(),
@@ -389,6 +399,9 @@ impl TicketsConfig {
         }
         if self.max_connections == 0 {
             problems.push("tickets.max_connections must be at least 1".into());
+        }
+        if self.acquire_timeout.is_zero() {
+            problems.push("tickets.acquire_timeout must be greater than 0".into());
         }
         if !(-12..=14).contains(&self.utc_offset_hours) {
             problems.push("tickets.utc_offset_hours must be within -12..=14".into());

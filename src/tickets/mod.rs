@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -617,17 +616,19 @@ pub fn may_attach(who: &Principal) -> bool {
     )
 }
 
-/// Starts the ticket stage on `tasks`: the alarm → ticket policy, reading `alarms` (a
-/// subscription to the alarm broadcast), and the supervision job. Both stop at `shutdown`.
+/// Starts the ticket stage on `tasks`: the alarm → ticket policy, reading the alarm outbox
+/// through `outbox` (its own cursor, opened before the core started; `store` is read at start
+/// to rebuild pending timers), and the supervision job. Both stop at `shutdown`.
 pub fn start(
     tickets: &Tickets,
-    alarms: broadcast::Receiver<Arc<crate::alarms::AlarmEvent>>,
+    outbox: crate::store::OutboxReader,
+    store: crate::store::LocalStore,
     shutdown: &CancellationToken,
     supervisor: &crate::supervisor::Supervisor,
 ) {
     supervisor.once(
         "ticket-policy",
-        policy::run(tickets.clone(), alarms, shutdown.clone()),
+        policy::run(tickets.clone(), outbox, store, shutdown.clone()),
     );
     let (tickets, shutdown) = (tickets.clone(), shutdown.clone());
     supervisor.restarting("ticket-supervision", move || {

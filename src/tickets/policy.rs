@@ -1,34 +1,46 @@
-//! Alarm → ticket policies. A task subscribed to the alarm broadcast (events arrive after they
-//! are journaled) decides per rule — `never`, `on_raise`, `if_active_for`, `repeats` — when an
-//! alarm becomes a ticket. One open ticket per (sensor, rule): a raise while one is open
-//! appends an occurrence. Drill alarms never make tickets. A raise within the recurrence window
-//! after the ticket closed opens a new ticket at once, linking the old one. A `fire` alarm
-//! reset as a false alarm files a maintenance ticket for the detector.
+//! Alarm → ticket policies. The policy task reads alarm transitions from the durable alarm
+//! outbox (consumer [`CONSUMER`], its own cursor) at its own pace and decides per rule —
+//! `never`, `on_raise`, `if_active_for`, `repeats` — when an alarm becomes a ticket. One open
+//! ticket per (sensor, rule): a raise while one is open appends an occurrence. Drill alarms
+//! never make tickets. A raise within the recurrence window after the ticket closed opens a new
+//! ticket at once, linking the old one. A `fire` alarm reset as a false alarm files a
+//! maintenance ticket for the detector.
 //!
 //! The decisions are here: which [`Policy`] and category an alarm gets
 //! ([`PolicyConfig::for_alarm`], [`PolicyConfig::category_for`]), its grade and description.
 //! Tickets are filed, appended to and looked up only through the [`Tickets`] service.
 //!
-//! Pending timers (`if_active_for`) and repeat windows live in memory: after a restart, an
-//! alarm still active is judged again from its next raise.
+//! Nothing is lost when the ticket database is slow or down: the cursor moves past an entry
+//! only after the ticket database accepted its work; a database error stops the task at that
+//! entry and it retries with backoff (the alarm path never notices — the core only journals).
+//! Replays after a crash are harmless: a sensor ticket is unique per open (sensor, rule) and an
+//! occurrence per (ticket, reading time). Pending `if_active_for` timers are rebuilt at start
+//! from the open alarms in the local store; a timer whose alarm already has a ticket files
+//! nothing. Repeat windows live in memory: after a restart they start empty.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::config::{default_class_categories, default_class_policies, Policy, PolicyConfig};
 use super::model::{Category, Grade};
-use super::Tickets;
+use super::{TicketError, Tickets};
 use crate::alarms::{Alarm, AlarmEvent, Transition};
 use crate::model::{now_ms, AlarmClass, Severity};
+use crate::store::{LocalStore, OutboxReader, StoreError};
+
+/// The outbox consumer name of the ticket policy.
+pub const CONSUMER: &str = "tickets";
 
 /// How often pending `if_active_for` timers are checked.
 const TIMER_TICK: Duration = Duration::from_millis(250);
+/// Outbox entries taken per read.
+const BATCH: usize = 64;
+/// Waits between retries while the ticket database (or the local store) fails.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The rule key of the maintenance ticket a false fire alarm files (separate from the rule's
 /// own ticket).
@@ -88,6 +100,28 @@ pub fn decide(event: &AlarmEvent, fire_false_alarm_ticket: bool) -> Decision {
     }
 }
 
+/// Why a step of the policy task has to be tried again.
+#[derive(Debug, thiserror::Error)]
+enum Retry {
+    #[error(transparent)]
+    Tickets(#[from] TicketError),
+    #[error("local store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A ticket error worth retrying: the database did not take the work. Anything else (a ticket
+/// the workflow refuses) would fail the same way again, so it is logged and passed over.
+fn retry_or_skip(result: Result<(), TicketError>, alarm: &Alarm) -> Result<(), TicketError> {
+    match result {
+        Err(e @ TicketError::Database(_)) => Err(e),
+        Err(e) => {
+            warn!(alarm = alarm.id, sensor = %alarm.sensor, error = %e, "alarm ticket refused; passed over");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 struct Pending {
     due_ms: i64,
     alarm: Alarm,
@@ -100,34 +134,93 @@ struct PolicyState {
     pending: HashMap<u64, Pending>,
     /// (sensor, rule) → raise times within the repeat window.
     repeats: HashMap<(String, String), VecDeque<i64>>,
+    /// The last outbox seq whose effects are in this memory: a batch retried after an error
+    /// does not count its repeats twice.
+    handled: i64,
 }
 
-/// Runs until shutdown (or the alarm stream closes).
+/// What woke the task.
+enum Wake {
+    Tick,
+    Outbox,
+}
+
+/// Runs until shutdown. `reader` is the policy's outbox cursor (opened before the core
+/// started); `store` is read once at start to rebuild the pending timers.
 pub async fn run(
     tickets: Tickets,
-    mut alarms: broadcast::Receiver<Arc<AlarmEvent>>,
+    mut reader: OutboxReader,
+    store: LocalStore,
     shutdown: CancellationToken,
 ) {
     let mut state = PolicyState {
         tickets,
         pending: HashMap::new(),
         repeats: HashMap::new(),
+        handled: reader.cursor(),
     };
-    let mut tick = tokio::time::interval(TIMER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = RETRY_MIN;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => state.fire_due_timers(now_ms()).await,
-            received = alarms.recv() => match received {
-                Ok(event) => state.handle(&event).await,
-                Err(RecvError::Lagged(n)) => {
-                    warn!(missed = n, "ticket policy fell behind the alarm stream; missed events are not turned into tickets");
+        match store.load_open_alarms().await {
+            Ok((open, _)) => {
+                let n = state.restore_timers(open);
+                if n > 0 {
+                    info!(
+                        timers = n,
+                        "ticket policy: pending timers rebuilt from open alarms"
+                    );
                 }
-                Err(RecvError::Closed) => return,
-            },
+                break;
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "ticket policy: cannot read open alarms; retrying");
+                if sleep_or_stop(&shutdown, &mut backoff).await {
+                    return;
+                }
+            }
         }
     }
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = RETRY_MIN;
+    loop {
+        let wake = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => Wake::Tick,
+            _ = reader.wait() => Wake::Outbox,
+        };
+        let work = async {
+            match wake {
+                Wake::Tick => state.fire_due_timers(now_ms()).await,
+                Wake::Outbox => state.take_batch(&mut reader).await,
+            }
+        };
+        // A call to a database that is down can wait for its pool's acquire timeout; shutdown
+        // does not wait for it (nothing uncommitted is lost: the entry comes again).
+        let step = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            step = work => step,
+        };
+        match step {
+            Ok(()) => backoff = RETRY_MIN,
+            Err(e) => {
+                warn!(error = %e, cursor = reader.cursor(), retry_in = ?backoff, "ticket policy: alarm not turned into its ticket yet; retrying");
+                if sleep_or_stop(&shutdown, &mut backoff).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `backoff` (then doubles it up to [`RETRY_MAX`]); true when shutdown came first.
+async fn sleep_or_stop(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
+    let stop = tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(*backoff) => false,
+    };
+    *backoff = (*backoff * 2).min(RETRY_MAX);
+    stop
 }
 
 fn grade_for(alarm: &Alarm) -> Grade {
@@ -148,7 +241,46 @@ fn describe(alarm: &Alarm) -> String {
 }
 
 impl PolicyState {
-    async fn handle(&mut self, event: &AlarmEvent) {
+    /// The `if_active_for` timers of the alarms still active: each due at its raise plus the
+    /// policy's delay (at once when that has passed while the gateway was down).
+    fn restore_timers(&mut self, open: Vec<Alarm>) -> usize {
+        let policies = &self.tickets.config.policy;
+        let mut n = 0;
+        for alarm in open {
+            if alarm.drill || !alarm.state.is_active() || !alarm.condition_active {
+                continue;
+            }
+            if let Policy::IfActiveFor(d) = policies.for_alarm(alarm.class, &alarm.rule) {
+                let due_ms = alarm.raised_at + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+                self.pending.insert(alarm.id, Pending { due_ms, alarm });
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// One batch from the outbox. The cursor moves past an entry that touched the ticket
+    /// database as soon as that entry is done, and past the rest at the end of the batch; an
+    /// error leaves it before the failed entry.
+    async fn take_batch(&mut self, reader: &mut OutboxReader) -> Result<(), Retry> {
+        let batch = reader.fetch(BATCH).await?;
+        for entry in &batch.entries {
+            if entry.seq <= self.handled {
+                continue;
+            }
+            let wrote = self.handle(&entry.event).await?;
+            self.handled = entry.seq;
+            if wrote {
+                reader.commit(entry.seq).await?;
+            }
+        }
+        self.handled = self.handled.max(batch.up_to);
+        reader.commit(batch.up_to).await?;
+        Ok(())
+    }
+
+    /// Applies one event; true when it may have written to the ticket database.
+    async fn handle(&mut self, event: &AlarmEvent) -> Result<bool, TicketError> {
         let config = self.tickets.config.clone();
         let alarm = &event.alarm;
         match decide(event, config.policy.fire_false_alarm_ticket) {
@@ -156,9 +288,11 @@ impl PolicyState {
                 if let Some(p) = self.pending.get_mut(&alarm.id) {
                     p.alarm = alarm.clone();
                 }
+                Ok(false)
             }
             Decision::Inactive => {
                 self.pending.remove(&alarm.id);
+                Ok(false)
             }
             Decision::FalseAlarm => {
                 let rule_key = format!("{}{FALSE_ALARM_SUFFIX}", alarm.rule);
@@ -176,38 +310,41 @@ impl PolicyState {
                     Grade::General,
                     None,
                 )
-                .await;
+                .await?;
+                Ok(true)
             }
-            Decision::Raise => self.on_raise(alarm).await,
+            Decision::Raise => {
+                self.on_raise(alarm).await?;
+                Ok(true)
+            }
         }
     }
 
-    async fn on_raise(&mut self, alarm: &Alarm) {
+    async fn on_raise(&mut self, alarm: &Alarm) -> Result<(), TicketError> {
         let config = self.tickets.config.clone();
-        match self.tickets.append_occurrence(alarm, &alarm.rule).await {
-            Ok(Some(_)) => return,
-            Ok(None) => {}
-            Err(e) => {
-                warn!(alarm = alarm.id, error = %e, "cannot look up the open ticket of an alarm");
-                return;
-            }
+        if self
+            .tickets
+            .append_occurrence(alarm, &alarm.rule)
+            .await?
+            .is_some()
+        {
+            return Ok(());
         }
         let policy = config.policy.for_alarm(alarm.class, &alarm.rule);
         if policy == Policy::Never {
-            return;
+            return Ok(());
         }
         let window = i64::try_from(config.policy.recurrence_window.as_millis()).unwrap_or(0);
-        match self.tickets.recently_closed(alarm, now_ms() - window).await {
-            Ok(Some(previous)) => {
-                self.file_for(alarm, Some(previous)).await;
-                return;
-            }
-            Ok(None) => {}
-            Err(e) => warn!(alarm = alarm.id, error = %e, "cannot look up closed tickets"),
+        if let Some(previous) = self
+            .tickets
+            .recently_closed(alarm, now_ms() - window)
+            .await?
+        {
+            return self.file_for(alarm, Some(previous)).await;
         }
         match policy {
             Policy::Never => {}
-            Policy::OnRaise => self.file_for(alarm, None).await,
+            Policy::OnRaise => self.file_for(alarm, None).await?,
             Policy::IfActiveFor(d) => {
                 let due_ms = alarm.raised_at + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
                 self.pending.insert(
@@ -235,13 +372,16 @@ impl PolicyState {
                 }
                 if times.len() >= count as usize {
                     times.clear();
-                    self.file_for(alarm, None).await;
+                    self.file_for(alarm, None).await?;
                 }
             }
         }
+        Ok(())
     }
 
-    async fn fire_due_timers(&mut self, now: i64) {
+    /// Files the tickets of the timers that are due. A timer stays until its ticket is in the
+    /// database (or the alarm already has one).
+    async fn fire_due_timers(&mut self, now: i64) -> Result<(), Retry> {
         let due: Vec<u64> = self
             .pending
             .iter()
@@ -249,14 +389,29 @@ impl PolicyState {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            if let Some(p) = self.pending.remove(&id) {
-                debug!(alarm = id, "alarm still active after its policy delay");
-                self.file_for(&p.alarm, None).await;
+            let Some(p) = self.pending.get(&id) else {
+                continue;
+            };
+            let alarm = p.alarm.clone();
+            debug!(alarm = id, "alarm still active after its policy delay");
+            let has_ticket = self
+                .tickets
+                .store
+                .alarm_has_ticket(
+                    &alarm.sensor.to_string(),
+                    &alarm.rule,
+                    i64::try_from(alarm.id).unwrap_or(i64::MAX),
+                )
+                .await?;
+            if !has_ticket {
+                self.file_for(&alarm, None).await?;
             }
+            self.pending.remove(&id);
         }
+        Ok(())
     }
 
-    async fn file_for(&self, alarm: &Alarm, previous: Option<String>) {
+    async fn file_for(&self, alarm: &Alarm, previous: Option<String>) -> Result<(), TicketError> {
         let category = self
             .tickets
             .config
@@ -270,7 +425,7 @@ impl PolicyState {
             grade_for(alarm),
             previous,
         )
-        .await;
+        .await
     }
 
     async fn file(
@@ -281,14 +436,13 @@ impl PolicyState {
         category: Category,
         grade: Grade,
         previous: Option<String>,
-    ) {
-        if let Err(e) = self
+    ) -> Result<(), TicketError> {
+        let filed = self
             .tickets
             .file_from_alarm(alarm, rule_key, description, category, grade, previous)
             .await
-        {
-            warn!(alarm = alarm.id, sensor = %alarm.sensor, error = %e, "alarm ticket not filed");
-        }
+            .map(|_| ());
+        retry_or_skip(filed, alarm)
     }
 }
 

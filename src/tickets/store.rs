@@ -9,7 +9,8 @@ use std::str::FromStr;
 
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row};
+use tracing::{info, warn};
 
 use super::config::TicketsConfig;
 use super::model::{
@@ -97,6 +98,12 @@ pub struct TicketStore {
 
 impl TicketStore {
     /// Connects (creating the SQLite file or the PostgreSQL schema if missing) and migrates.
+    ///
+    /// A PostgreSQL server that cannot be reached at start (refused, unreachable, no answer
+    /// within `tickets.acquire_timeout`) does not stop the gateway — a fire alarm system must
+    /// come up without its ticket database: the pool then connects on first use, and each new
+    /// connection creates the schema and migrates until one has succeeded. Until then every
+    /// ticket operation fails as a database error (the policy retries; the API answers 500).
     pub async fn connect(config: &TicketsConfig, data_dir: &Path) -> Result<Self, TicketError> {
         sqlx::any::install_default_drivers();
         let url = config.database_url(data_dir);
@@ -109,6 +116,12 @@ impl TicketStore {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| TicketError::Database(format!("tickets.database_url: {e}")))?;
         let schema = if sqlite { None } else { config.schema.clone() };
+        if !sqlite && !reachable(&options, config.acquire_timeout).await {
+            warn!(
+                "ticket database unreachable at start; starting without it (tickets are filed once it is back)"
+            );
+            return Ok(Self::lazy(config, options, schema));
+        }
         if let Some(schema) = &schema {
             // Validated to [A-Za-z0-9_]+ by TicketsConfig::validate, so it can be spliced in.
             let pool = AnyPoolOptions::new()
@@ -124,7 +137,7 @@ impl TicketStore {
         let pool = AnyPoolOptions::new()
             // SQLite: one writer, so no SQLITE_BUSY between concurrent transactions.
             .max_connections(if sqlite { 1 } else { config.max_connections })
-            .acquire_timeout(std::time::Duration::from_secs(30))
+            .acquire_timeout(config.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 let schema = schema.clone();
                 Box::pin(async move {
@@ -143,6 +156,46 @@ impl TicketStore {
             .await
             .map_err(|e| TicketError::Database(format!("ticket migrations: {e}")))?;
         Ok(Self { pool })
+    }
+
+    /// A PostgreSQL pool that connects on first use; every new connection creates the schema
+    /// if it is missing and sets it as its search path. A task of its own runs the migrations
+    /// as soon as the database answers (retrying with backoff), then ends.
+    fn lazy(config: &TicketsConfig, options: AnyConnectOptions, schema: Option<String>) -> Self {
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    if let Some(schema) = schema {
+                        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+                            .await?;
+                        conn.execute(format!("SET search_path TO {schema}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        let migrating = pool.clone();
+        tokio::spawn(async move {
+            let mut backoff = std::time::Duration::from_millis(200);
+            while !migrating.is_closed() {
+                match MIGRATOR.run(&migrating).await {
+                    Ok(()) => {
+                        info!("ticket database reached: schema migrated");
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in = ?backoff, "ticket database still unreachable");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Self { pool }
     }
 
     /// The pool, for bulk loading in benchmarks.
@@ -361,6 +414,28 @@ impl TicketStore {
         Err(TicketError::Database(
             "occurrence not appended: the ticket kept changing".into(),
         ))
+    }
+
+    /// Whether a ticket of (sensor, rule), in any state, already records alarm `alarm_id`: a
+    /// timer rebuilt at start must not file again for an alarm whose ticket was filed (and
+    /// perhaps closed) before the restart.
+    pub async fn alarm_has_ticket(
+        &self,
+        sensor: &str,
+        rule: &str,
+        alarm_id: i64,
+    ) -> Result<bool, TicketError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM ticket_occurrences o JOIN tickets t ON t.id = o.ticket_id \
+             WHERE t.sensor = $1 AND t.rule = $2 AND o.alarm_id = $3 LIMIT 1",
+        )
+        .bind(sensor.to_string())
+        .bind(rule.to_string())
+        .bind(alarm_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.is_some())
     }
 
     /// The most recently closed ticket of (sensor, rule) closed at or after `since`.
@@ -857,6 +932,20 @@ fn ticket_from_row(r: &AnyRow) -> Result<Ticket, TicketError> {
         created_at: int("created_at")?,
         updated_at: int("updated_at")?,
     })
+}
+
+/// Whether one connection to the database can be opened within `limit`. Only "cannot reach
+/// it" counts as false: any other answer (a wrong password, a missing database) is left for the
+/// real connect to report.
+async fn reachable(options: &AnyConnectOptions, limit: std::time::Duration) -> bool {
+    match tokio::time::timeout(limit, options.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            true
+        }
+        Ok(Err(sqlx::Error::Io(_))) | Err(_) => false,
+        Ok(Err(_)) => true,
+    }
 }
 
 fn db(e: impl std::fmt::Display) -> TicketError {

@@ -40,9 +40,9 @@ pub struct UsersConfig {
     /// Replaced by `login_delay`/`login_delay_max` (a guessed name is slowed down, its owner is
     /// no longer locked out). Still accepted so older configs load; `check` names them.
     #[serde(default, rename = "max_failed_logins")]
-    deprecated_max_failed_logins: Option<u32>,
+    pub deprecated_max_failed_logins: Option<u32>,
     #[serde(default, rename = "lockout", with = "humantime_serde::option")]
-    deprecated_lockout: Option<Duration>,
+    pub deprecated_lockout: Option<Duration>,
 }
 
 /// `[[users.seed]]`: a user that must exist. It has no default password: one of `password` or

@@ -11,8 +11,9 @@
 //!   QoS 0 and 1. This is the limit the others are compared with.
 //! - `e2e`: the same load into the gateway (decode, rules, live cache, local history, TSDB sink
 //!   into VictoriaMetrics) at fractions of the broker limit.
-//! - `latency`: publish → `alarm` SSE event of a probe device, idle and under background load,
-//!   next to publish → plain subscriber.
+//! - `latency`: publish → `alarm` SSE event of a probe device, idle, under background load and
+//!   under a flood of concurrent API readers (alarm lists and KPIs), next to publish → plain
+//!   subscriber.
 //! - `soak`: 1,000 devices × 10 points at 1 message/s each; RSS every 10 s.
 //! - `nodered`: the same load through a Node-RED flow (MQTT in → threshold function → InfluxDB
 //!   out into the same kind of VictoriaMetrics); see `bench/nodered/`.
@@ -96,6 +97,10 @@ pub struct BenchArgs {
     /// Background load of the latency run, readings/s.
     #[arg(long, default_value_t = 10_000.0)]
     pub background_rate: f64,
+    /// Concurrent API readers of the latency run's reader phase: each loops over
+    /// `GET /api/v1/alarms`, `/api/v1/alarms?state=all` and `/api/v1/alarms/kpis`; 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    pub readers: usize,
     /// QoS of the latency probe and its background load.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub latency_qos: u8,
@@ -172,8 +177,12 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
             }
         }
         if matches!(mode, Mode::Latency | Mode::All) {
-            for background in [0.0, args.background_rate] {
-                let r = latency_run(&args, background, &shutdown).await?;
+            let mut phases = vec![(0.0, 0), (args.background_rate, 0)];
+            if args.readers > 0 {
+                phases.push((0.0, args.readers));
+            }
+            for (background, readers) in phases {
+                let r = latency_run(&args, background, readers, &shutdown).await?;
                 println!("{}", r.line());
                 results.latency.push(r);
             }
@@ -666,16 +675,36 @@ async fn e2e_step(
 struct LatencyRow {
     background: f64,
     background_achieved: f64,
+    /// Concurrent API readers during the probe, their answered requests per second and the
+    /// requests that failed (error status, timeout).
+    readers: usize,
+    reader_requests_per_s: f64,
+    reader_errors: u64,
     samples: latency::Latencies,
 }
 
 impl LatencyRow {
+    /// What ran beside the probe, for the table.
+    fn background_label(&self) -> String {
+        if self.readers > 0 {
+            format!(
+                "{} API readers ({:.0} requests/s, {} failed)",
+                self.readers, self.reader_requests_per_s, self.reader_errors
+            )
+        } else if self.background > 0.0 {
+            format!("{:.0} readings/s", self.background_achieved)
+        } else {
+            "idle".to_owned()
+        }
+    }
+
     fn line(&self) -> String {
         let (a50, a99, amax) = latency::percentiles(&self.samples.alarm_ms);
         let (b50, b99, bmax) = latency::percentiles(&self.samples.broker_ms);
         format!(
-            "latency with {:.0} readings/s background ({:.0} achieved): alarm n={} p50 {a50:.1} ms p99 {a99:.1} ms max {amax:.1} ms \
+            "latency with {}, {:.0} readings/s background ({:.0} achieved): alarm n={} p50 {a50:.1} ms p99 {a99:.1} ms max {amax:.1} ms \
              ({} missing); broker n={} p50 {b50:.1} ms p99 {b99:.1} ms max {bmax:.1} ms",
+            self.background_label(),
             self.background,
             self.background_achieved,
             self.samples.alarm_ms.len(),
@@ -688,10 +717,11 @@ impl LatencyRow {
 async fn latency_run(
     args: &BenchArgs,
     background: f64,
+    readers: usize,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<LatencyRow> {
     println!(
-        "latency: {} samples every {:?} with {background:.0} readings/s background …",
+        "latency: {} samples every {:?} with {background:.0} readings/s background and {readers} API readers …",
         args.samples,
         args.probe_interval * 2
     );
@@ -710,10 +740,13 @@ async fn latency_run(
         );
         tokio::spawn(load(config, stop_load.clone()))
     });
-    if load_task.is_some() {
+    let flood = ReaderFlood::start(gw.port, readers, &stop_load);
+    if load_task.is_some() || readers > 0 {
         // Let the background load settle first.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let flood_started = Instant::now();
+    let flood_before = flood.answered();
     let topic = format!("{PREFIX}/{SCHOOL}/{PROBE_DEVICE}/telemetry");
     let samples = latency::probe(
         rig.mosquitto.port,
@@ -725,7 +758,10 @@ async fn latency_run(
         shutdown,
     )
     .await;
+    let reader_requests_per_s =
+        (flood.answered() - flood_before) as f64 / flood_started.elapsed().as_secs_f64().max(1e-3);
     stop_load.cancel();
+    let reader_errors = flood.stop().await;
     let background_achieved = match load_task {
         Some(task) => match task.await {
             Ok(Ok(report)) => report.achieved_readings_per_s,
@@ -736,8 +772,69 @@ async fn latency_run(
     Ok(LatencyRow {
         background,
         background_achieved,
+        readers,
+        reader_requests_per_s,
+        reader_errors,
         samples: samples?,
     })
+}
+
+/// API readers in a loop, each over the alarm list (from the core), the list of all alarms and
+/// the KPIs (both from the local store), one request at a time, until `stop`.
+struct ReaderFlood {
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ReaderFlood {
+    const PATHS: [&'static str; 3] = [
+        "/api/v1/alarms",
+        "/api/v1/alarms?state=all",
+        "/api/v1/alarms/kpis",
+    ];
+
+    fn start(port: u16, readers: usize, stop: &CancellationToken) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let answered = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let tasks = (0..readers)
+            .map(|i| {
+                let (answered, failed, stop) = (answered.clone(), failed.clone(), stop.clone());
+                tokio::spawn(async move {
+                    // Readers start at different paths so all three are always in flight.
+                    for path in Self::PATHS.iter().cycle().skip(i % Self::PATHS.len()) {
+                        let request = tokio::select! {
+                            _ = stop.cancelled() => return,
+                            r = rig::http_get(port, path) => r,
+                        };
+                        match request {
+                            Ok(_) => answered.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Self {
+            answered,
+            failed,
+            tasks,
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits for the readers (after their stop token was cancelled); the failed requests.
+    async fn stop(self) -> u64 {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1029,7 +1126,7 @@ impl Results {
         }
         if !self.latency.is_empty() {
             let _ = writeln!(out, "Alarm latency (publish → `alarm` event on the SSE stream) and broker latency (publish → plain rumqttc subscriber), QoS {}:\n", args.latency_qos);
-            let _ = writeln!(out, "| background | samples | alarm p50 | alarm p99 | alarm max | broker p50 | broker p99 | broker max |");
+            let _ = writeln!(out, "| beside the probe | samples | alarm p50 | alarm p99 | alarm max | broker p50 | broker p99 | broker max |");
             let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
             for l in &self.latency {
                 let (a50, a99, amax) = latency::percentiles(&l.samples.alarm_ms);
@@ -1037,7 +1134,7 @@ impl Results {
                 let _ = writeln!(
                     out,
                     "| {} | {}{} | {a50:.1} ms | {a99:.1} ms | {amax:.1} ms | {b50:.1} ms | {b99:.1} ms | {bmax:.1} ms |",
-                    if l.background > 0.0 { format!("{:.0} readings/s", l.background_achieved) } else { "idle".to_owned() },
+                    l.background_label(),
                     l.samples.alarm_ms.len(),
                     if l.samples.alarm_missing > 0 { format!(" ({} missing)", l.samples.alarm_missing) } else { String::new() },
                 );
