@@ -137,7 +137,7 @@ enum UsersAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    campusguard::logging::init();
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(cfg) => {
@@ -374,16 +374,4 @@ fn runtime(threads: Threads) -> Option<tokio::runtime::Runtime> {
             None
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,rumqttd=warn,rumqttd::server::broker=off,sqlx=warn",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
