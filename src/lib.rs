@@ -33,7 +33,9 @@
 //!
 //! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
 //! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
+//! [`init`] writes a first configuration with fresh secrets;
 //! [`logging`] fits log lines to where stderr goes (terminal, file, journald);
+//! [`secrets`] reads `*_file` secrets (and systemd credentials);
 //! [`redact`] keeps credentials out of config errors and `Debug` output;
 //! [`config`] is the top floor, composing every component's config section and cross-checking
 //! them; [`broker`] is the optional embedded MQTT broker; [`demo`] runs broker, gateway and
@@ -55,6 +57,7 @@ pub mod config;
 pub mod demo;
 pub mod drills;
 pub mod ingest;
+pub mod init;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -62,6 +65,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod redact;
 pub mod rules;
+pub mod secrets;
 pub mod store;
 pub mod systemd;
 pub mod tickets;

@@ -1,4 +1,5 @@
-//! The `campusguard` command: `run`, `demo`, `check`, `users`, `tickets export`, `notify test`.
+//! The `campusguard` command: `run`, `demo`, `check`, `init`, `users`, `tickets export`,
+//! `notify test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,16 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// First run: write a complete, commented config with random tokens and create an `admin`
+    /// console user; prints the tokens and the admin password once.
+    Init {
+        /// Where to write the config (never over an existing file).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The state directory (default: `data` beside the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Manage console users in the local store of a configuration.
     Users {
@@ -143,6 +154,9 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!("{}: OK", config.display());
                 print!("{}", cfg.summary());
+                for warning in cfg.secret_warnings(&config) {
+                    println!("warning: {warning}");
+                }
                 let refused = cfg.run_problems();
                 if !refused.is_empty() {
                     println!(
@@ -154,6 +168,7 @@ fn main() -> ExitCode {
             }
             Err(e) => config_failed(&e),
         },
+        Command::Init { config, data_dir } => init(&config, data_dir),
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
                 Ok(cfg) => cfg,
@@ -306,6 +321,41 @@ fn export_ledger(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cannot write the ledger: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `campusguard init`: exit 2 when the config exists already, 1 on any other failure.
+fn init(config: &std::path::Path, data_dir: Option<PathBuf>) -> ExitCode {
+    if config.exists() {
+        eprintln!(
+            "campusguard init: {} exists; init writes a new config only",
+            config.display()
+        );
+        return ExitCode::from(2);
+    }
+    let Some(runtime) = runtime(Threads::One) else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(campusguard::init::run(config, data_dir)) {
+        Ok(generated) => {
+            println!("wrote {} (mode 0640)", config.display());
+            println!("bearer tokens (shown once; they are in the config):");
+            for (name, role, token) in &generated.tokens {
+                println!("  {name} ({role}): {token}");
+            }
+            println!(
+                "console user `{}` (admin), password (shown once; change it with `campusguard users passwd --config {} --name {}`):\n  {}",
+                campusguard::init::ADMIN_USER,
+                config.display(),
+                campusguard::init::ADMIN_USER,
+                generated.admin_password
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("campusguard init: {e}");
             ExitCode::FAILURE
         }
     }
