@@ -482,6 +482,12 @@ impl Metrics {
                 "Age of the oldest spooled batch",
                 oldest,
             ),
+            (
+                "core_heartbeat_age_seconds",
+                "gauge",
+                "Time since the pipeline core last turned its loop (it turns at least once per rules.tick)",
+                self.core_heartbeat.age().as_secs_f64(),
+            ),
         ]
         .into_iter()
         .chain(self.modbus_lines())
@@ -765,6 +771,7 @@ mod tests {
         assert!(open >= 3.0 && max >= open, "{open} {max}");
         assert!(line(&text, "process_cpu_seconds_total ").unwrap() >= 0.0);
         assert!(line(&text, "process_start_time_seconds ").unwrap() > 1.7e9);
+        assert!(line(&text, "campusguard_core_heartbeat_age_seconds ").unwrap() >= 0.0);
         assert!(text.ends_with("# EOF\n"));
     }
 }
