@@ -48,6 +48,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Copy the local SQLite stores (alarms, journal, history, users, SQLite tickets) into a
+    /// directory, consistently, while the gateway runs.
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The directory to write the copies to (created; must not hold copies already).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Manage console users in the local store of a configuration.
     Users {
         #[command(subcommand)]
@@ -169,6 +178,30 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Init { config, data_dir } => init(&config, data_dir),
+        Command::Backup { config, to } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            let tickets_in_sqlite = cfg.tickets.database_url.is_none();
+            match campusguard::store::backup::backup(&cfg.storage.data_dir, tickets_in_sqlite, &to)
+            {
+                Ok(copied) => {
+                    for c in copied {
+                        println!(
+                            "{}: {} bytes, integrity_check ok",
+                            to.join(&c.name).display(),
+                            c.bytes
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("campusguard backup: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
                 Ok(cfg) => cfg,
