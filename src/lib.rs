@@ -33,13 +33,17 @@
 //!
 //! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
 //! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
+//! [`init`] writes a first configuration with fresh secrets;
+//! [`logging`] fits log lines to where stderr goes (terminal, file, journald);
+//! [`secrets`] reads `*_file` secrets (and systemd credentials);
 //! [`redact`] keeps credentials out of config errors and `Debug` output; [`health`] holds the
 //! gateway's own faults (the local history or the alarm journal cannot write, a task died),
 //! which the core raises as `fault` alarms and `/readyz` reports; [`supervisor`] starts every
 //! long-running task, reporting and, where safe, restarting one that ends or panics;
 //! [`config`] is the top floor, composing every component's config section and cross-checking
 //! them; [`broker`] is the optional embedded MQTT broker; [`demo`] runs broker, gateway and
-//! simulator in one process.
+//! simulator in one process; [`systemd`] tells systemd when the gateway is ready and feeds
+//! its watchdog from the core's heartbeat.
 //!
 //! [`run`] starts everything and stops it in order on one shutdown signal.
 //!
@@ -57,14 +61,18 @@ pub mod demo;
 pub mod drills;
 pub mod health;
 pub mod ingest;
+pub mod init;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod redact;
 pub mod rules;
+pub mod secrets;
 pub mod store;
 pub mod supervisor;
+pub mod systemd;
 pub mod tickets;
 pub mod users;
 
@@ -390,6 +398,8 @@ fn bounded_if<T>(
 /// Runs the gateway until `shutdown`, then waits for it to stop within [`SHUTDOWN_DEADLINE`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let gateway = start(config, shutdown.clone()).await?;
+    // Under systemd: READY=1, the watchdog fed from the core's heartbeat, STOPPING=1.
+    systemd::supervise(gateway.metrics.clone(), shutdown.clone());
     shutdown.cancelled().await;
     if tokio::time::timeout(SHUTDOWN_DEADLINE, gateway.wait())
         .await

@@ -1,4 +1,5 @@
-//! The `campusguard` command: `run`, `demo`, `check`, `users`, `tickets export`, `notify test`.
+//! The `campusguard` command: `run`, `demo`, `check`, `init`, `users`, `tickets export`,
+//! `notify test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,25 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// First run: write a complete, commented config with random tokens and create an `admin`
+    /// console user; prints the tokens and the admin password once.
+    Init {
+        /// Where to write the config (never over an existing file).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The state directory (default: `data` beside the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Copy the local SQLite stores (alarms, journal, history, users, SQLite tickets) into a
+    /// directory, consistently, while the gateway runs.
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The directory to write the copies to (created; must not hold copies already).
+        #[arg(long)]
+        to: PathBuf,
     },
     /// Manage console users in the local store of a configuration.
     Users {
@@ -137,7 +157,7 @@ enum UsersAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    campusguard::logging::init();
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(cfg) => {
@@ -146,6 +166,9 @@ fn main() -> ExitCode {
                 let deprecated = cfg.deprecations();
                 if !deprecated.is_empty() {
                     println!("deprecated:\n{}", list(&deprecated));
+                }
+                for warning in cfg.secret_warnings(&config) {
+                    println!("warning: {warning}");
                 }
                 let refused = cfg.run_problems();
                 if !refused.is_empty() {
@@ -158,6 +181,31 @@ fn main() -> ExitCode {
             }
             Err(e) => config_failed(&e),
         },
+        Command::Init { config, data_dir } => init(&config, data_dir),
+        Command::Backup { config, to } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_failed(&e),
+            };
+            let tickets_in_sqlite = cfg.tickets.database_url.is_none();
+            match campusguard::store::backup::backup(&cfg.storage.data_dir, tickets_in_sqlite, &to)
+            {
+                Ok(copied) => {
+                    for c in copied {
+                        println!(
+                            "{}: {} bytes, integrity_check ok",
+                            to.join(&c.name).display(),
+                            c.bytes
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("campusguard backup: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
                 Ok(cfg) => cfg,
@@ -315,6 +363,41 @@ fn export_ledger(
     }
 }
 
+/// `campusguard init`: exit 2 when the config exists already, 1 on any other failure.
+fn init(config: &std::path::Path, data_dir: Option<PathBuf>) -> ExitCode {
+    if config.exists() {
+        eprintln!(
+            "campusguard init: {} exists; init writes a new config only",
+            config.display()
+        );
+        return ExitCode::from(2);
+    }
+    let Some(runtime) = runtime(Threads::One) else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(campusguard::init::run(config, data_dir)) {
+        Ok(generated) => {
+            println!("wrote {} (mode 0640)", config.display());
+            println!("bearer tokens (shown once; they are in the config):");
+            for (name, role, token) in &generated.tokens {
+                println!("  {name} ({role}): {token}");
+            }
+            println!(
+                "console user `{}` (admin), password (shown once; change it with `campusguard users passwd --config {} --name {}`):\n  {}",
+                campusguard::init::ADMIN_USER,
+                config.display(),
+                campusguard::init::ADMIN_USER,
+                generated.admin_password
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("campusguard init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Problems as an indented list, one a line.
 fn list(problems: &[String]) -> String {
     problems
@@ -378,16 +461,4 @@ fn runtime(threads: Threads) -> Option<tokio::runtime::Runtime> {
             None
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,rumqttd=warn,rumqttd::server::broker=off,sqlx=warn",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

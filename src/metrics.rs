@@ -78,6 +78,8 @@ pub struct Metrics {
     pub actions: Arc<ActionStats>,
     /// When the pipeline core last turned its loop (a stalled core stops beating).
     pub core_heartbeat: Heartbeat,
+    /// When these metrics were made (≈ process start), for `process_start_time_seconds`.
+    started: std::time::SystemTime,
 }
 
 /// The time of a task's last loop turn, on the monotonic clock: the task beats, a watchdog
@@ -289,6 +291,7 @@ impl Metrics {
             modbus: Arc::new(ModbusStats::default()),
             actions: Arc::new(ActionStats::default()),
             core_heartbeat: Heartbeat::new(),
+            started: std::time::SystemTime::now(),
         }
     }
 
@@ -506,6 +509,12 @@ impl Metrics {
                 "Age of the oldest spooled batch",
                 oldest,
             ),
+            (
+                "core_heartbeat_age_seconds",
+                "gauge",
+                "Time since the pipeline core last turned its loop (it turns at least once per rules.tick)",
+                self.core_heartbeat.age().as_secs_f64(),
+            ),
         ]
         .into_iter()
         .chain(self.modbus_lines())
@@ -515,9 +524,106 @@ impl Metrics {
                 "# HELP campusguard_{name} {help}.\n# TYPE campusguard_{name} {kind}\ncampusguard_{name}{suffix} {value}\n"
             ));
         }
+        out.push_str(&build_info());
+        out.push_str(&process_metrics(self.started));
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// `campusguard_build_info{version,profile}` = 1: which build is running.
+fn build_info() -> String {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!(
+        "# HELP campusguard_build_info The running build.\n# TYPE campusguard_build_info gauge\ncampusguard_build_info{{version=\"{}\",profile=\"{profile}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` at scrape (Linux; a value that
+/// cannot be read is left out rather than reported as 0).
+fn process_metrics(started: std::time::SystemTime) -> String {
+    let mut out = String::new();
+    let mut line = |name: &str, kind: &str, help: &str, value: Option<f64>| {
+        if let Some(value) = value {
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            out.push_str(&format!(
+                "# HELP {name} {help}.\n# TYPE {name} {kind}\n{name}{suffix} {value}\n"
+            ));
+        }
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").ok();
+    // Fields after the command name (which may hold spaces) in `(...)`: state is index 0,
+    // utime 11, stime 12, vsize 20 (proc(5) numbers them 3, 14, 15, 23).
+    let fields: Vec<&str> = stat
+        .as_deref()
+        .and_then(|s| s.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // USER_HZ is 100 on every Linux architecture we ship for.
+    let cpu = field(11).zip(field(12)).map(|(u, s)| (u + s) / 100.0);
+    line(
+        "process_cpu_seconds",
+        "counter",
+        "User and system CPU time",
+        cpu,
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    line(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory",
+        rss_kb.map(|kb| kb * 1024.0),
+    );
+    line(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory",
+        field(20),
+    );
+    let open_fds = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|dir| dir.count() as f64);
+    line(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors",
+        open_fds,
+    );
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<f64>().ok())
+        });
+    line(
+        "process_max_fds",
+        "gauge",
+        "Limit on open file descriptors",
+        max_fds,
+    );
+    let start = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64());
+    line(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time since the Unix epoch",
+        start,
+    );
+    out
 }
 
 /// How a console login attempt ended.
@@ -675,5 +781,24 @@ mod tests {
             line(&text, "campusguard_alarm_transitions_total"),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn metrics_carry_build_info_and_this_process_s_numbers() {
+        let text = Metrics::new().render();
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.contains(&format!("campusguard_build_info{{version=\"{version}\"")),
+            "{text}"
+        );
+        let rss = line(&text, "process_resident_memory_bytes ").unwrap();
+        assert!(rss > 1_000_000.0, "{rss}");
+        let open = line(&text, "process_open_fds ").unwrap();
+        let max = line(&text, "process_max_fds ").unwrap();
+        assert!(open >= 3.0 && max >= open, "{open} {max}");
+        assert!(line(&text, "process_cpu_seconds_total ").unwrap() >= 0.0);
+        assert!(line(&text, "process_start_time_seconds ").unwrap() > 1.7e9);
+        assert!(line(&text, "campusguard_core_heartbeat_age_seconds ").unwrap() >= 0.0);
+        assert!(text.ends_with("# EOF\n"));
     }
 }

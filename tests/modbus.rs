@@ -3,7 +3,8 @@
 //! (an independent implementation), and the simulator is read by `mbpoll`. Fault paths:
 //! exception answers, a stalled unit, a closed port. Every wait is bounded.
 //!
-//! Needs `python3` with pymodbus (`python3 -m pip install 'pymodbus==3.16.1'`) and `mbpoll`
+//! Needs `python3` with pymodbus (`$CAMPUSGUARD_TEST_PYTHON`, which scripts/test points at a venv
+//! with `pymodbus==3.16.1`) and `mbpoll`
 //! (`apt-get install -y mbpoll`); the tests that need them say so and skip when they are missing.
 
 use std::collections::HashMap;
@@ -458,8 +459,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The Python with pymodbus: `CAMPUSGUARD_TEST_PYTHON` (scripts/test points it at a virtual
+/// environment, since Debian's system Python refuses `pip install`), else `python3`.
+fn python() -> String {
+    std::env::var("CAMPUSGUARD_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
 fn have_pymodbus() -> bool {
-    std::process::Command::new("python3")
+    std::process::Command::new(python())
         .args(["-c", "import pymodbus"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -480,7 +487,7 @@ async fn values_from_a_pymodbus_server_decode_exactly() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/modbus_pymodbus_server.py"
     );
-    let mut server = tokio::process::Command::new("python3")
+    let mut server = tokio::process::Command::new(python())
         .arg(script)
         .arg(port.to_string())
         .stdout(Stdio::null())

@@ -1,5 +1,6 @@
-//! Hazard tickets against real databases: SQLite in a temp dir and the machine's PostgreSQL
-//! (127.0.0.1:5432, database `test`, one schema per test, dropped at the end). The workflow,
+//! Hazard tickets against real databases: SQLite in a temp dir and PostgreSQL (the private
+//! cluster scripts/test starts, `CAMPUSGUARD_TEST_PG_URL`; else 127.0.0.1:5432, database `test`;
+//! one schema per test, dropped at the end). The workflow,
 //! numbering under concurrency, one ticket per alarm across two gateways, alarm → ticket
 //! policies, the ledger export, and the HTTP API with its role checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

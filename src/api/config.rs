@@ -47,6 +47,9 @@ pub struct TokenConfig {
     /// Name of an environment variable holding the token (preferred over `token`).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// A file holding the token (a relative name is a systemd credential, `crate::secrets`).
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
     pub role: Role,
     /// Schools this token may see and act on; omitted = all.
     #[serde(default)]
@@ -60,6 +63,7 @@ impl std::fmt::Debug for TokenConfig {
             .field("name", &self.name)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
             .field("role", &self.role)
             .field("schools", &self.schools)
             .finish()
@@ -71,6 +75,7 @@ impl TokenConfig {
         self.token_env
             .as_ref()
             .and_then(|name| std::env::var(name).ok())
+            .or_else(|| crate::secrets::read(self.token_file.as_deref()?).ok())
             .or_else(|| self.token.clone())
     }
 }
@@ -145,6 +150,10 @@ impl HttpConfig {
             if t.name.is_empty() || !names.insert(t.name.clone()) {
                 problems.push(format!("http.tokens: name `{}` empty or duplicate", t.name));
             }
+            if let Some(Err(e)) = t.token_file.as_deref().map(crate::secrets::read) {
+                problems.push(format!("http.tokens `{}`: token_file: {e}", t.name));
+                continue;
+            }
             match t.secret() {
                 Some(s) if s.len() >= 16 => {
                     if !secrets.insert(s) {
@@ -156,7 +165,7 @@ impl HttpConfig {
                     t.name
                 )),
                 None => problems.push(format!(
-                    "http.tokens `{}`: no token (set `token`, or `token_env` to a set variable)",
+                    "http.tokens `{}`: no token (set `token`, `token_file`, or `token_env` to a set variable)",
                     t.name
                 )),
             }

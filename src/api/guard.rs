@@ -43,6 +43,24 @@ pub async fn request_timeout(
     }
 }
 
+/// One debug line per request (`RUST_LOG=campusguard::access=debug`): method, path without
+/// the query (which may carry a token), status and time to the response head.
+pub async fn access_log(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::debug!(
+        target: "campusguard::access",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "http"
+    );
+    response
+}
+
 /// Refuses a cookie-authenticated mutation that is not JSON/multipart (415) or not from the
 /// console's own origin (403 `cross_origin`). Reads and bearer-token calls pass untouched.
 pub async fn cookie_mutations(request: Request, next: Next) -> Response {

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(guard::cookie_mutations))
         .layer(timeout)
+        .layer(middleware::from_fn(guard::access_log))
         .with_state(state)
 }
 

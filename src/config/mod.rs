@@ -262,6 +262,45 @@ impl Config {
         self.users.deprecations()
     }
 
+    /// `check`'s warnings about secrets others can read: a `*_file` secret, or this config
+    /// file itself when it holds a literal token or password, readable by every user.
+    pub fn secret_warnings(&self, config_path: &Path) -> Vec<String> {
+        let mut files: Vec<(String, &Path)> = Vec::new();
+        for t in &self.http.tokens {
+            if let Some(f) = &t.token_file {
+                files.push((format!("http.tokens `{}`: token_file", t.name), f));
+            }
+        }
+        for u in &self.users.seed {
+            if let Some(f) = &u.password_file {
+                files.push((format!("users.seed `{}`: password_file", u.name), f));
+            }
+        }
+        if let Some(f) = &self.mqtt.password_file {
+            files.push(("mqtt.password_file".into(), f));
+        }
+        let mut warnings = Vec::new();
+        for (what, file) in files {
+            let full = crate::secrets::resolve(file);
+            if crate::secrets::world_readable(&full) {
+                warnings.push(format!(
+                    "{what}: {} is readable by every user (chmod 600 or 640 root:campusguard)",
+                    full.display()
+                ));
+            }
+        }
+        let literal = self.http.tokens.iter().any(|t| t.token.is_some())
+            || self.users.seed.iter().any(|u| u.password.is_some())
+            || self.mqtt.password.is_some();
+        if literal && crate::secrets::world_readable(config_path) {
+            warnings.push(format!(
+                "{} holds tokens or passwords and is readable by every user (chmod 640 root:campusguard, or move them to token_file/password_file)",
+                config_path.display()
+            ));
+        }
+        warnings
+    }
+
     /// A short human summary for `campusguard check`.
     pub fn summary(&self) -> String {
         let rules: usize = self.profiles.rule_count();

@@ -2,6 +2,7 @@
 //! journal) that the API and console read, and the time-series sink (InfluxDB v2 / v1 with a
 //! disk spool) that keeps every reading for the long term.
 
+pub mod backup;
 mod config;
 mod devices;
 mod drills;

@@ -59,6 +59,9 @@ pub struct SeedUser {
     /// Name of an environment variable holding the password (preferred over `password`).
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A file holding the password (a relative name is a systemd credential).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 // Hand-written so a password never reaches a log line.
@@ -70,6 +73,7 @@ impl std::fmt::Debug for SeedUser {
             .field("schools", &self.schools)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .finish()
     }
 }
@@ -79,6 +83,7 @@ impl SeedUser {
         self.password_env
             .as_ref()
             .and_then(|name| std::env::var(name).ok())
+            .or_else(|| crate::secrets::read(self.password_file.as_deref()?).ok())
             .or_else(|| self.password.clone())
             .filter(|p| !p.is_empty())
     }
@@ -174,6 +179,10 @@ impl UsersConfig {
                     "users.seed `{}`: name empty, duplicate, or not 1-64 letters, digits, `-_.@`",
                     user.name
                 ));
+            }
+            if let Some(Err(e)) = user.password_file.as_deref().map(crate::secrets::read) {
+                problems.push(format!("users.seed `{}`: password_file: {e}", user.name));
+                continue;
             }
             match user.secret() {
                 Some(p) if p.chars().count() >= MIN_PASSWORD_CHARS => {}

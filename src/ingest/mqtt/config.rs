@@ -28,6 +28,9 @@ pub struct MqttConfig {
     /// Name of an environment variable holding the password (preferred over `password`).
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A file holding the password (a relative name is a systemd credential).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub tls: Option<MqttTlsConfig>,
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
@@ -114,6 +117,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             password_env: None,
+            password_file: None,
             tls: None,
             keep_alive: default_keep_alive(),
             max_payload_bytes: default_max_payload(),
@@ -137,6 +141,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
@@ -194,6 +199,7 @@ impl MqttConfig {
         self.password_env
             .as_ref()
             .and_then(|name| std::env::var(name).ok())
+            .or_else(|| crate::secrets::read(self.password_file.as_deref()?).ok())
             .or_else(|| self.password.clone())
     }
 
@@ -225,6 +231,9 @@ impl MqttConfig {
                     "mqtt.password_env names `{name}`, which is not set"
                 ));
             }
+        }
+        if let Some(Err(e)) = self.password_file.as_deref().map(crate::secrets::read) {
+            problems.push(format!("mqtt.password_file: {e}"));
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > self.max_packet_bytes {
             problems.push("mqtt.max_payload_bytes must be between 1 and max_packet_bytes".into());
