@@ -301,6 +301,32 @@ async fn a_task_killed_by_fault_injection_is_restarted_and_reported() {
     gw.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_fault_open_at_a_restart_clears_once_its_condition_no_longer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::mosquitto("iso-restart", dir.path());
+    let gw = TestGateway::start(&setup).await;
+    assert!(gw.inject_task_panic("sessions"));
+    gw.wait_until(Duration::from_secs(5), || async {
+        open_alarm(&gw, "task:sessions")
+            .await
+            .is_some_and(|a| a["condition_active"] == true)
+    })
+    .await;
+    // Stopped before the restarted run has lasted long enough to clear the fault.
+    gw.stop().await;
+
+    let gw = TestGateway::start(&setup).await;
+    gw.wait_until(Duration::from_secs(5), || async {
+        open_alarm(&gw, "task:sessions")
+            .await
+            .is_some_and(|a| a["condition_active"] == false)
+    })
+    .await;
+    assert_eq!(readyz(&gw).await.0, 200);
+    gw.stop().await;
+}
+
 /// A ticket of school xhsy to attach evidence to.
 async fn new_ticket(gw: &TestGateway) -> String {
     let (status, t) = gw
