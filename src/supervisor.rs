@@ -153,3 +153,59 @@ fn panic_text(payload: Box<dyn Any + Send>) -> String {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn restarts(metrics: &Metrics, task: &str) -> bool {
+        metrics.render().contains(&format!(
+            "campusguard_task_restarts_total{{task=\"{task}\"}} 1"
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_restarted_and_a_task_that_owns_its_state_is_only_reported() {
+        let (tasks, metrics) = (TaskTracker::new(), Arc::new(Metrics::new()));
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(&tasks, &metrics, &shutdown);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, stop) = (runs.clone(), shutdown.clone());
+        supervisor.restarting("worker", move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        });
+        supervisor.once("owner", async {});
+        let run_count = || runs.load(std::sync::atomic::Ordering::SeqCst);
+        until("the first run", || run_count() == 1).await;
+        assert!(supervisor.inject_panic("worker"));
+        until("the restart", || run_count() == 2).await;
+        assert!(restarts(&metrics, "worker"));
+        assert!(metrics.health.holds(&task_fault("worker")));
+        // The `once` task ended before shutdown: reported, not restarted, fault kept.
+        assert!(restarts(&metrics, "owner"));
+        assert!(metrics.health.holds(&task_fault("owner")));
+        // A restarted run that lasts clears its fault.
+        tokio::time::sleep(STABLE_AFTER + Duration::from_secs(1)).await;
+        assert!(!metrics.health.holds(&task_fault("worker")));
+        assert!(metrics.health.holds(&task_fault("owner")));
+        // Ends at shutdown are not failures.
+        shutdown.cancel();
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .expect("supervised tasks stop at shutdown");
+        assert_eq!(run_count(), 2);
+    }
+}

@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::supervisor::Supervisor;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +41,7 @@ use crate::rules::{PointCheck, RuleEngine};
 use crate::store::local::HistoryBatch;
 use crate::store::timeseries::TimeseriesBatch;
 use crate::store::LocalStore;
+use crate::supervisor::Supervisor;
 use registry::Registry;
 
 /// Requests from the API to the core, each with its reply channel.
@@ -441,18 +441,14 @@ impl Core {
         let now = now_ms();
         let health = self.metrics.health.clone();
         let first = self.health_seen == u64::MAX;
-        let Some((seen, mut changes)) = health.changes_since(self.health_seen, now) else {
-            if first {
-                self.health_seen = 0;
-                self.clear_restored_faults(&health, now);
-            }
+        let Some((seen, changes)) = health.changes_since(self.health_seen, now) else {
             return;
         };
         self.health_seen = seen;
         if first {
             self.clear_restored_faults(&health, now);
         }
-        for change in changes.drain(..) {
+        for change in changes {
             if let Some(event) = self.book.apply(&change, now, false) {
                 self.pending.push(event);
             }
