@@ -279,6 +279,12 @@ impl Config {
         if let Some(f) = &self.mqtt.password_file {
             files.push(("mqtt.password_file".into(), f));
         }
+        if let Some(f) = &self.timeseries.token_file {
+            files.push(("timeseries.token_file".into(), f));
+        }
+        if let Some(f) = &self.timeseries.password_file {
+            files.push(("timeseries.password_file".into(), f));
+        }
         let mut warnings = Vec::new();
         for (what, file) in files {
             let full = crate::secrets::resolve(file);

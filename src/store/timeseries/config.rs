@@ -72,6 +72,9 @@ pub struct TimeseriesConfig {
     /// Name of an environment variable holding the token.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// A file holding the token (a relative name is a systemd credential, `crate::secrets`).
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
     /// InfluxDB 1.x database.
     #[serde(default)]
     pub database: Option<String>,
@@ -84,6 +87,9 @@ pub struct TimeseriesConfig {
     /// Name of an environment variable holding the 1.x password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A file holding the 1.x password (a relative name is a systemd credential).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
     /// Lines per write request.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -138,10 +144,12 @@ impl Default for TimeseriesConfig {
             bucket: None,
             token: None,
             token_env: None,
+            token_file: None,
             database: None,
             retention_policy: None,
             username: None,
             password_env: None,
+            password_file: None,
             batch_size: default_batch_size(),
             flush_interval: default_flush_interval(),
             gzip: false,
@@ -192,6 +200,12 @@ impl TimeseriesConfig {
                         problem(key, "only applies to kind = \"influxdb1\"".into());
                     }
                 }
+                if self.password_file.is_some() {
+                    problem(
+                        "password_file",
+                        "only applies to kind = \"influxdb1\"".into(),
+                    );
+                }
             }
             TimeseriesKind::InfluxDb1 => {
                 if blank(&self.database) {
@@ -205,7 +219,11 @@ impl TimeseriesConfig {
                 if self.password_env.is_some() && blank(&self.username) {
                     problem("password_env", "needs `username` as well".into());
                 }
-                if self.username.is_some() && (self.token.is_some() || self.token_env.is_some()) {
+                if self.username.is_some()
+                    && (self.token.is_some()
+                        || self.token_env.is_some()
+                        || self.token_file.is_some())
+                {
                     problem(
                         "username",
                         "use either username/password_env or a token".into(),
@@ -214,11 +232,33 @@ impl TimeseriesConfig {
             }
             TimeseriesKind::None => {}
         }
-        if self.token.is_some() && self.token_env.is_some() {
+        let tokens = [
+            self.token.is_some(),
+            self.token_env.is_some(),
+            self.token_file.is_some(),
+        ];
+        if tokens.iter().filter(|set| **set).count() > 1 {
             problem(
                 "token",
-                "set either `token` or `token_env`, not both".into(),
+                "set one of `token`, `token_env` and `token_file`".into(),
             );
+        }
+        if self.password_env.is_some() && self.password_file.is_some() {
+            problem(
+                "password_file",
+                "set either `password_env` or `password_file`, not both".into(),
+            );
+        }
+        if self.password_file.is_some() && blank(&self.username) {
+            problem("password_file", "needs `username` as well".into());
+        }
+        for (key, file) in [
+            ("token_file", &self.token_file),
+            ("password_file", &self.password_file),
+        ] {
+            if let Some(Err(e)) = file.as_deref().map(crate::secrets::read) {
+                problem(key, e);
+            }
         }
         for (key, value) in [
             ("token_env", &self.token_env),
@@ -258,11 +298,17 @@ impl TimeseriesConfig {
         if let Some(token) = &self.token {
             return Ok(Some(token.clone()));
         }
+        if let Some(file) = &self.token_file {
+            return crate::secrets::read(file).map(Some);
+        }
         self.token_env.as_deref().map(read_env).transpose()
     }
 
     /// The 1.x password from the variable named by `password_env`.
     pub fn resolve_password(&self) -> Result<Option<String>, String> {
+        if let Some(file) = &self.password_file {
+            return crate::secrets::read(file).map(Some);
+        }
         self.password_env.as_deref().map(read_env).transpose()
     }
 }
@@ -308,10 +354,12 @@ impl fmt::Debug for TimeseriesConfig {
             .field("bucket", &self.bucket)
             .field("token", &redacted(&self.token))
             .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
             .field("database", &self.database)
             .field("retention_policy", &self.retention_policy)
             .field("username", &self.username)
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
             .field("gzip", &self.gzip)
@@ -489,5 +537,48 @@ mod tests {
             ..TimeseriesConfig::default()
         };
         assert_eq!(inline.resolve_token().unwrap().as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn the_token_and_password_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "influx-token-from-a-file\n").unwrap();
+        let config = TimeseriesConfig {
+            kind: TimeseriesKind::InfluxDb2,
+            url: "http://127.0.0.1:8086".into(),
+            org: Some("o".into()),
+            bucket: Some("b".into()),
+            token_file: Some(token.clone()),
+            ..TimeseriesConfig::default()
+        };
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(
+            config.resolve_token().unwrap().as_deref(),
+            Some("influx-token-from-a-file")
+        );
+        let missing = TimeseriesConfig {
+            token_file: Some(dir.path().join("missing")),
+            ..config.clone()
+        };
+        assert!(missing
+            .validate()
+            .iter()
+            .any(|p| p.starts_with("timeseries.token_file: cannot read")));
+        let v1 = TimeseriesConfig {
+            kind: TimeseriesKind::InfluxDb1,
+            org: None,
+            bucket: None,
+            token_file: None,
+            database: Some("campus".into()),
+            username: Some("gw".into()),
+            password_file: Some(token),
+            ..config
+        };
+        assert!(v1.validate().is_empty(), "{:?}", v1.validate());
+        assert_eq!(
+            v1.resolve_password().unwrap().as_deref(),
+            Some("influx-token-from-a-file")
+        );
     }
 }
