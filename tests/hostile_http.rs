@@ -1768,6 +1768,15 @@ const SCHOOL_SCOPE: &[(&str, Scope)] = &[
     ("GET /api/v1/alarms", Scope::List(&["", "state=all"])),
     ("GET /api/v1/alarms/stream", Scope::Stream),
     ("GET /api/v1/alarms/kpis", Scope::Kpis),
+    (
+        "GET /api/v1/alarms/history",
+        Scope::List(&[
+            "",
+            "state=active_unacked",
+            "format=csv",
+            "format=csv&lang=en",
+        ]),
+    ),
     ("GET /api/v1/alarms/{id}", Scope::Get),
     ("POST /api/v1/alarms/{id}/ack", Scope::Act),
     ("POST /api/v1/alarms/{id}/shelve", Scope::Act),

@@ -11,6 +11,7 @@
 //! Imports point one way: `routes` → the area files → `extract` (extractors, `ask`),
 //! `area` (the route list), `auth`, `error` and `state`; none of those imports an area.
 
+mod alarm_history;
 mod alarms;
 mod area;
 pub mod auth;

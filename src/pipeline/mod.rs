@@ -566,7 +566,14 @@ impl Core {
     async fn journal(&self, events: &[AlarmEvent]) {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=3 {
-            match self.store.record_events(events).await {
+            let building_of = |alarm: &Alarm| {
+                let key = DeviceKey {
+                    school: alarm.school.clone(),
+                    device: alarm.device.clone(),
+                };
+                self.registry.building(&key).map(str::to_owned)
+            };
+            match self.store.record_placed_events(events, building_of).await {
                 Ok(()) => return,
                 Err(e) => {
                     self.metrics.journal_write_errors.inc();

@@ -21,6 +21,12 @@ pub struct StorageConfig {
     /// How often readings older than the retention are deleted.
     #[serde(default = "default_prune", with = "humantime_serde")]
     pub prune_interval: Duration,
+    /// How long cleared alarms and their journal are kept (the control room's record).
+    #[serde(default = "default_alarm_retention", with = "humantime_serde")]
+    pub alarm_retention: Duration,
+    /// The newest this many alarms are kept whatever their age.
+    #[serde(default = "default_alarm_keep")]
+    pub alarm_retention_min_count: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -38,6 +44,13 @@ fn default_batch() -> usize {
 fn default_prune() -> Duration {
     Duration::from_secs(600)
 }
+/// A year and a day: last year's same-day alarms are still there on its anniversary.
+fn default_alarm_retention() -> Duration {
+    Duration::from_secs(366 * 24 * 3600)
+}
+fn default_alarm_keep() -> u64 {
+    1_000_000
+}
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -46,6 +59,8 @@ impl Default for StorageConfig {
             history_retention: default_retention(),
             history_batch_size: default_batch(),
             prune_interval: default_prune(),
+            alarm_retention: default_alarm_retention(),
+            alarm_retention_min_count: default_alarm_keep(),
         }
     }
 }
@@ -66,6 +81,10 @@ impl StorageConfig {
         }
         if self.history_retention < Duration::from_secs(60) {
             problems.push("storage.history_retention must be at least 1 minute".into());
+        }
+        // A duty record shorter than a month is no record; GB 25506 asks for a year.
+        if self.alarm_retention < Duration::from_secs(30 * 24 * 3600) {
+            problems.push("storage.alarm_retention must be at least 30 days".into());
         }
         problems
     }

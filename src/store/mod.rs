@@ -2,6 +2,7 @@
 //! journal) that the API and console read, and the time-series sink (InfluxDB v2 / v1 with a
 //! disk spool) that keeps every reading for the long term.
 
+pub mod alarm_history;
 mod config;
 mod devices;
 mod drills;
@@ -10,6 +11,7 @@ pub mod local;
 pub mod outbox;
 pub mod timeseries;
 
+pub use alarm_history::{AlarmFilter, AlarmPage, HistoryCursor, HistoryRow};
 pub use config::StorageConfig;
 pub use history::HistoryPoint;
 pub use local::{start_history, JournalEntry, LocalStore, StoreError};
