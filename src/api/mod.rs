@@ -15,6 +15,7 @@ mod alarm_history;
 mod alarms;
 mod area;
 pub mod auth;
+mod commission;
 mod config;
 mod console;
 mod devices;

@@ -3,6 +3,7 @@
 //! disk spool) that keeps every reading for the long term.
 
 pub mod alarm_history;
+mod commissioned;
 mod config;
 mod devices;
 mod drills;
@@ -12,6 +13,7 @@ pub mod outbox;
 pub mod timeseries;
 
 pub use alarm_history::{AlarmFilter, AlarmPage, HistoryCursor, HistoryRow};
+pub use commissioned::{CommissionedDevice, DeviceAudit};
 pub use config::StorageConfig;
 pub use history::HistoryPoint;
 pub use local::{start_history, JournalEntry, LocalStore, StoreError};
