@@ -4,9 +4,9 @@
 //!
 //! A page is one range scan of an index that ends in `raised_at` (SQLite appends the alarm id),
 //! so it costs the rows it reads, not the size of the journal. Which index drives the scan is
-//! chosen here, not by the planner: the other filters are written `+column`, which SQLite
-//! cannot use an index for (without `ANALYZE` statistics it would otherwise guess, and a guess
-//! of `state = cleared` sorts most of the table for every page).
+//! chosen here, not by the planner (`INDEXED BY`; the other filters are written `+column`):
+//! without `ANALYZE` statistics it would guess, and a guess of `state = cleared` sorts most of
+//! the table for every page. A scope of a few schools reads one range per school, merged.
 
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -66,26 +66,34 @@ pub struct AlarmPage {
     pub next: Option<HistoryCursor>,
 }
 
-/// The index that drives a page's scan (see the module doc).
+/// A scoped caller's schools are read one index range each, merged (`UNION ALL`), up to this
+/// many; beyond it the schools are a filter on a scan driven by another index.
+const MAX_SCHOOL_ARMS: usize = 8;
+
+/// Which schools one arm of a page query reads.
+#[derive(Clone, Copy)]
+enum Schools<'a> {
+    All,
+    One(&'a str),
+    /// A filter (`+school IN (…)`), not an index range.
+    AnyOf(&'a [String]),
+}
+
+/// The column besides the school whose index drives an arm's scan (see the module doc): a
+/// building is a small slice, an open state a few alarms; `cleared` is most alarms, so a
+/// class is preferred to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Driver {
     Building,
-    School,
     State,
     Class,
     Time,
 }
 
 impl Driver {
-    /// The most selective equality filter with an index of its own. A single school and a
-    /// building are small slices; an open state is a few alarms; `cleared` is most of them,
-    /// so a class is preferred to it.
     fn pick(filter: &AlarmFilter) -> Self {
-        let one_school = filter.schools.as_ref().is_some_and(|s| s.len() == 1);
         if filter.building.is_some() {
             Driver::Building
-        } else if one_school {
-            Driver::School
         } else if filter.state.is_some_and(|s| s != AlarmState::Cleared) {
             Driver::State
         } else if filter.class.is_some() {
@@ -112,14 +120,17 @@ fn like_pattern(text: &str) -> String {
     out
 }
 
-/// The page query of `filter` after `after`, `limit` rows.
-fn page_query(
+/// One arm: the alarms of `schools` matching `filter` after `after`, newest first, `limit`.
+/// The columns that drive the scan are written bare (`school = ?`, `class = ?`, matching one
+/// of migration 0020's indexes); every other filter is written `+column`.
+fn push_arm(
+    q: &mut QueryBuilder<'static, Sqlite>,
     filter: &AlarmFilter,
+    schools: Schools<'_>,
     after: Option<HistoryCursor>,
     limit: u32,
-) -> QueryBuilder<'static, Sqlite> {
+) {
     let driver = Driver::pick(filter);
-    // A filter that does not drive the scan is written `+column` (no index for it).
     let col = |name: &str, drives: bool| {
         if drives {
             name.to_string()
@@ -127,24 +138,42 @@ fn page_query(
             format!("+{name}")
         }
     };
-    let mut q = QueryBuilder::new("SELECT id, doc, building FROM alarms WHERE 1 = 1");
-    if let Some(schools) = &filter.schools {
-        if schools.is_empty() {
-            q.push(" AND 0 = 1");
-        } else {
-            q.push(format!(
-                " AND {} IN (",
-                col("school", driver == Driver::School)
-            ));
-            let mut list = q.separated(", ");
-            for school in schools {
-                list.push_bind(school.clone());
+    // The planner is told which index (without statistics it may take a shorter one that
+    // matches fewer of the bare columns).
+    let one_school = matches!(schools, Schools::One(_));
+    let index = match (one_school, driver) {
+        (true, Driver::Building) => "alarms_school_building_raised",
+        (true, Driver::State) => "alarms_school_state_raised",
+        (true, Driver::Class) => "alarms_school_class_raised",
+        (true, Driver::Time) => "alarms_school_raised",
+        (false, Driver::Building) => "alarms_building_raised",
+        (false, Driver::State) => "alarms_state_raised",
+        (false, Driver::Class) => "alarms_class_raised",
+        (false, Driver::Time) => "alarms_raised",
+    };
+    q.push(format!(
+        "SELECT id, doc, building, raised_at FROM alarms INDEXED BY {index} WHERE 1 = 1"
+    ));
+    match schools {
+        Schools::All => {}
+        Schools::One(school) => {
+            q.push(" AND school = ").push_bind(school.to_string());
+        }
+        Schools::AnyOf(list) => {
+            q.push(" AND +school IN (");
+            let mut items = q.separated(", ");
+            for school in list {
+                items.push_bind(school.clone());
             }
             q.push(")");
         }
     }
     if let Some(building) = &filter.building {
-        q.push(" AND building = ").push_bind(building.clone());
+        q.push(format!(
+            " AND {} = ",
+            col("building", driver == Driver::Building)
+        ))
+        .push_bind(building.clone());
     }
     if let Some(class) = filter.class {
         q.push(format!(" AND {} = ", col("class", driver == Driver::Class)))
@@ -183,6 +212,37 @@ fn page_query(
     }
     q.push(" ORDER BY raised_at DESC, id DESC LIMIT ")
         .push_bind(i64::from(limit));
+}
+
+/// The page query of `filter` after `after`, `limit` rows: one arm, or one per school of a
+/// scope of a few schools merged (each arm is one index range, so a rare class in one of
+/// three schools is not a scan of every alarm).
+fn page_query(
+    filter: &AlarmFilter,
+    after: Option<HistoryCursor>,
+    limit: u32,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut q = QueryBuilder::new("");
+    match filter.schools.as_deref() {
+        None => push_arm(&mut q, filter, Schools::All, after, limit),
+        Some([]) => {
+            q.push("SELECT id, doc, building, raised_at FROM alarms WHERE 0 = 1");
+        }
+        Some([school]) => push_arm(&mut q, filter, Schools::One(school), after, limit),
+        Some(list) if list.len() <= MAX_SCHOOL_ARMS => {
+            for (i, school) in list.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT * FROM (");
+                push_arm(&mut q, filter, Schools::One(school), after, limit);
+                q.push(")");
+            }
+            q.push(" ORDER BY raised_at DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit));
+        }
+        Some(list) => push_arm(&mut q, filter, Schools::AnyOf(list), after, limit),
+    }
     q
 }
 
@@ -440,6 +500,11 @@ mod tests {
                 schools: Some(vec![]),
                 ..Default::default()
             },
+            AlarmFilter {
+                schools: Some(vec!["xhsy".into(), "other".into(), "dfzx".into()]),
+                class: Some(AlarmClass::Fire),
+                ..Default::default()
+            },
         ];
         for filter in &filters {
             let expected: Vec<u64> = (1..=300u64)
@@ -493,41 +558,96 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_page_sorts_the_table_or_scans_it_by_id() {
+    async fn every_page_reads_index_ranges_and_a_single_range_page_never_sorts() {
         let dir = tempfile::tempdir().unwrap();
         let store = filled(dir.path()).await;
         let after = Some(HistoryCursor {
             raised_at: 1_100_000,
             id: 200,
         });
+        let many: Vec<String> = (0..=MAX_SCHOOL_ARMS).map(|i| format!("s{i}")).collect();
+        // (filter, the index every arm must use)
         let cases = [
-            AlarmFilter::default(),
-            AlarmFilter {
-                state: Some(AlarmState::Cleared),
-                ..Default::default()
-            },
-            AlarmFilter {
-                state: Some(AlarmState::Cleared),
-                class: Some(AlarmClass::Fire),
-                schools: Some(vec!["a".into(), "b".into()]),
-                ..Default::default()
-            },
-            AlarmFilter {
-                schools: Some(vec!["xhsy".into()]),
-                state: Some(AlarmState::ActiveUnacked),
-                building: Some("实验楼".into()),
-                from_ms: Some(1),
-                to_ms: Some(2),
-                text: Some("x".into()),
-                ..Default::default()
-            },
+            (AlarmFilter::default(), "alarms_raised"),
+            (
+                AlarmFilter {
+                    state: Some(AlarmState::Cleared),
+                    ..Default::default()
+                },
+                "alarms_state_raised",
+            ),
+            (
+                AlarmFilter {
+                    state: Some(AlarmState::Cleared),
+                    class: Some(AlarmClass::Fire),
+                    ..Default::default()
+                },
+                "alarms_class_raised",
+            ),
+            (
+                AlarmFilter {
+                    schools: Some(vec!["xhsy".into()]),
+                    ..Default::default()
+                },
+                "alarms_school_raised",
+            ),
+            (
+                AlarmFilter {
+                    schools: Some(vec!["a".into(), "b".into(), "c".into()]),
+                    class: Some(AlarmClass::Fire),
+                    state: Some(AlarmState::Cleared),
+                    ..Default::default()
+                },
+                "alarms_school_class_raised",
+            ),
+            (
+                AlarmFilter {
+                    schools: Some(vec!["xhsy".into()]),
+                    state: Some(AlarmState::ActiveUnacked),
+                    class: Some(AlarmClass::Fire),
+                    ..Default::default()
+                },
+                "alarms_school_state_raised",
+            ),
+            (
+                AlarmFilter {
+                    schools: Some(vec!["xhsy".into()]),
+                    state: Some(AlarmState::ActiveUnacked),
+                    building: Some("实验楼".into()),
+                    from_ms: Some(1),
+                    to_ms: Some(2),
+                    text: Some("x".into()),
+                    ..Default::default()
+                },
+                "alarms_school_building_raised",
+            ),
+            (
+                AlarmFilter {
+                    schools: Some(many),
+                    class: Some(AlarmClass::Gas),
+                    ..Default::default()
+                },
+                "alarms_class_raised",
+            ),
         ];
-        for filter in &cases {
+        for (filter, index) in &cases {
+            let arms = match filter.schools.as_ref().map(Vec::len) {
+                Some(n) if n <= MAX_SCHOOL_ARMS => n,
+                _ => 1,
+            };
             for cursor in [None, after] {
                 let plan = store.history_plan(filter, cursor).await;
-                assert!(!plan.is_empty());
-                assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");
-                assert!(plan.contains("USING INDEX alarms_"), "{filter:?}:\n{plan}");
+                let reads: Vec<&str> = plan.lines().filter(|l| l.contains(" alarms ")).collect();
+                assert_eq!(reads.len(), arms, "{filter:?}:\n{plan}");
+                for read in reads {
+                    assert!(
+                        read.contains(&format!("USING INDEX {index}")),
+                        "{filter:?} should read {index}:\n{plan}"
+                    );
+                }
+                if arms == 1 {
+                    assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");
+                }
             }
         }
     }
