@@ -99,3 +99,29 @@ impl StorageConfig {
         self.data_dir.join("history.db")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alarm_record_is_kept_a_year_by_default_and_never_less_than_30_days() {
+        let config = StorageConfig::default();
+        assert!(config.alarm_retention >= Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(config.alarm_retention_min_count, 1_000_000);
+        assert!(config.validate().is_empty());
+        let short = StorageConfig {
+            alarm_retention: Duration::from_secs(29 * 24 * 3600),
+            ..StorageConfig::default()
+        };
+        assert!(short
+            .validate()
+            .iter()
+            .any(|p| p.contains("storage.alarm_retention")));
+        let parsed: StorageConfig =
+            toml::from_str("alarm_retention = \"400d\"\nalarm_retention_min_count = 5")
+                .unwrap_or_default();
+        assert_eq!(parsed.alarm_retention, Duration::from_secs(400 * 24 * 3600));
+        assert_eq!(parsed.alarm_retention_min_count, 5);
+    }
+}
