@@ -2,8 +2,9 @@
 // follows the control view's link to the devices page, registers an unregistered device
 // there (its next reading raises an alarm by its new profile, checked by the Rust side),
 // edits its threshold override (the next reading is judged by it) and sees both changes in
-// the device's audit; a config-file device is read-only; the history page lists the alarm
-// and exports the selection as CSV with Chinese headers.
+// the device's audit; a config-file device is read-only; the new alarm is announced to screen
+// readers and the flashing can be turned off; the history page lists the alarm and exports
+// the selection as CSV with Chinese headers.
 //
 //   node tests/console/record_pages.mjs <base-url> <artifact-dir>
 //
@@ -90,6 +91,20 @@ try {
     await page.waitForSelector('#device-audit li[data-action="register"]', { timeout: 5000 });
     await page.screenshot({ path: `${artifacts}/devices-registered.png`, fullPage: true });
     await need("reading 35");
+  });
+
+  await test("the new alarm is announced to screen readers, and the flashing can be turned off", async () => {
+    await page.waitForFunction(() => document.getElementById("alarm-announcer").textContent.includes("xhsy"), null, { timeout: 5000 });
+    const said = await page.textContent("#alarm-announcer");
+    assert(said.includes("监管") && said.includes("实验楼"), `announced: ${said}`);
+    assert(await page.getAttribute("#alarm-announcer", "aria-live") === "assertive", "a live region");
+    const flashing = () => page.evaluate(() => getComputedStyle(document.querySelector(".sound-flag")).animationName);
+    assert(await flashing() !== "none", "the unacknowledged flag flashes");
+    await page.click("#motion-toggle");
+    assert(await page.getAttribute("body", "data-motion") === "reduced", "reduced motion on");
+    assert(await flashing() === "none", "no flashing with reduced motion");
+    assert(await page.getAttribute("#motion-toggle", "aria-pressed") === "true", "the toggle says so");
+    await page.click("#motion-toggle");
   });
 
   await test("an override edited in the console changes the threshold at once and is audited", async () => {

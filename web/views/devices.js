@@ -129,7 +129,8 @@
   }
 
   window.CG.view("devices", {
-    roles: { admin: 4, lab_manager: 5, operator: 5 },
+    // A page of its own, linked from the control view (not a tab).
+    route: /^devices$/,
     show() { render(); refresh(); },
   });
 })();
