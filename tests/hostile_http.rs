@@ -250,6 +250,9 @@ impl Fixture {
             ("POST", "/api/v1/drills") => {
                 json!({"school": self.school, "duration": "10m", "reason": "hostile test"})
             }
+            ("POST", "/api/v1/devices") => {
+                json!({"school": self.school, "device": "stray-1", "profile": "test_room"})
+            }
             _ => json!({}),
         }
     }
@@ -1768,6 +1771,15 @@ const SCHOOL_SCOPE: &[(&str, Scope)] = &[
     ("GET /api/v1/alarms", Scope::List(&["", "state=all"])),
     ("GET /api/v1/alarms/stream", Scope::Stream),
     ("GET /api/v1/alarms/kpis", Scope::Kpis),
+    (
+        "GET /api/v1/alarms/history",
+        Scope::List(&[
+            "",
+            "state=active_unacked",
+            "format=csv",
+            "format=csv&lang=en",
+        ]),
+    ),
     ("GET /api/v1/alarms/{id}", Scope::Get),
     ("POST /api/v1/alarms/{id}/ack", Scope::Act),
     ("POST /api/v1/alarms/{id}/shelve", Scope::Act),
@@ -1776,6 +1788,14 @@ const SCHOOL_SCOPE: &[(&str, Scope)] = &[
         "GET /api/v1/devices",
         Scope::List(&["", "unregistered=true"]),
     ),
+    ("POST /api/v1/devices", Scope::Act),
+    ("PATCH /api/v1/devices/{school}/{device}", Scope::Act),
+    ("DELETE /api/v1/devices/{school}/{device}", Scope::Act),
+    (
+        "PUT /api/v1/devices/{school}/{device}/overrides",
+        Scope::Act,
+    ),
+    ("GET /api/v1/devices/{school}/{device}/audit", Scope::Get),
     ("GET /api/v1/sensors", Scope::List(&[""])),
     (
         "GET /api/v1/sensors/{school}/{device}/{point}/history",

@@ -30,6 +30,9 @@
     devices: new Map(),  // "school/device" → device entry
     view: null,
     soundMuted: localStorage.getItem("cg_sound") === "off",
+    // Flashing rows off: the user's choice, else the system's reduced-motion setting.
+    reducedMotion: localStorage.getItem("cg_motion") ? localStorage.getItem("cg_motion") === "reduced"
+      : !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches),
     audio: null,
     source: null,
     streamUp: false,
@@ -147,7 +150,17 @@
     });
     document.getElementById("lang-switch").addEventListener("click", () => {
       I.setLang(I.lang === "en" ? "zh-CN" : "en");
-      I.apply(); renderTabs(); renderSoundToggle(); renderStreamState(); rerender();
+      I.apply(); renderTabs(); renderSoundToggle(); renderMotionToggle(); renderStreamState(); rerender();
+    });
+    document.getElementById("motion-toggle").addEventListener("click", () => {
+      state.reducedMotion = !state.reducedMotion;
+      localStorage.setItem("cg_motion", state.reducedMotion ? "reduced" : "normal");
+      renderMotionToggle();
+    });
+    // Browsers start audio only after a click: after a reload the prompt asks for one.
+    document.getElementById("sound-prompt").addEventListener("click", () => {
+      ensureAudio();
+      if (state.audio) state.audio.resume().then(updateSound, updateSound); else updateSound();
     });
     document.getElementById("sound-toggle").addEventListener("click", () => {
       state.soundMuted = !state.soundMuted;
@@ -156,7 +169,7 @@
     });
     setupDialogs();
     for (const name of registered.keys()) section(name);
-    renderTabs(); renderSoundToggle(); renderStreamState();
+    renderTabs(); renderSoundToggle(); renderMotionToggle(); renderStreamState();
     window.addEventListener("hashchange", route);
     await loadDevices();
     await loadAlarms();
@@ -233,6 +246,7 @@
       try { a = JSON.parse(ev.data); } catch (e) { return; }
       if (!state.devices.has(a.school + "/" + a.device)) loadDevices();
       alarmChanged(a);
+      if (a.transition === "raised" || a.transition === "reraised") announce(a);
     });
     for (const type of streamHandlers.keys()) listen(source, type);
     source.addEventListener("resync", () => { loadAlarms(); each("reload"); });
@@ -264,6 +278,24 @@
     document.body.dataset.sound = ringing && !state.soundMuted ? "on" : "off";
     document.body.dataset.unacked = String(unackedAlarms().length);
     document.getElementById("sound-flag").hidden = !ringing;
+    // Sound is wanted but the browser has not let it start (no click since the reload).
+    const blocked = !state.soundMuted && (!state.audio || state.audio.state !== "running");
+    document.getElementById("sound-prompt").hidden = !(ringing && blocked);
+  }
+  function renderMotionToggle() {
+    document.body.dataset.motion = state.reducedMotion ? "reduced" : "normal";
+    const button = document.getElementById("motion-toggle");
+    button.textContent = state.reducedMotion ? t("motion_reduced") : t("motion_normal");
+    button.setAttribute("aria-pressed", String(state.reducedMotion));
+  }
+  // A new alarm is read out by screen readers (the live region in index.html).
+  function announce(a) {
+    const text = [t("class_" + a.class), a.drill ? t("drill") : null, a.school, place(a.school, a.device), a.message]
+      .filter(Boolean).join(" ");
+    const el = document.getElementById("alarm-announcer");
+    el.textContent = "";
+    // A new text node each time, so the same message twice is announced twice.
+    setTimeout(() => { el.textContent = text; }, 50);
   }
   function beepIfNeeded() {
     updateSound();

@@ -13,7 +13,8 @@
     state_cleared: "已清除", cancel: "取消", submit: "提交", comment: "备注", reason: "原因", duration: "时长",
     action_failed: "操作失败", school: "学校", total: "合计", on: "开", off: "关", open: "开", closed: "关",
     no_data: "暂无数据", state_ok: "正常", updated: "更新", all: "全部", search: "查询", detail: "详情", close: "关闭",
-    forbidden: "无权限",
+    forbidden: "无权限", motion_normal: "闪烁：开", motion_reduced: "闪烁：关（减弱动态）",
+    sound_prompt: "点击此处启用报警声音（浏览器重新加载后需点击一次）",
   };
   const en = {
     brand: "Campus Safety Monitor", login_title: "Sign in", user_name: "User name", password: "Password",
@@ -27,7 +28,8 @@
     comment: "Comment", reason: "Reason", duration: "Duration", action_failed: "Action failed",
     school: "School", total: "Total", on: "on", off: "off", open: "open", closed: "closed", no_data: "No data",
     state_ok: "Normal", updated: "Updated", all: "All", search: "Search", detail: "Detail", close: "Close",
-    forbidden: "Not allowed",
+    forbidden: "Not allowed", motion_normal: "Flashing: on", motion_reduced: "Flashing: off (reduced motion)",
+    sound_prompt: "Click here to enable the alarm sound (browsers need a click after a reload)",
   };
   const dicts = { "zh-CN": zh, en: en };
   // Keys given twice (by two files) or in one language only: see missing().

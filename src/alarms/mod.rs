@@ -11,6 +11,7 @@
 
 pub mod book;
 mod config;
+pub mod export;
 
 pub use book::{AlarmBook, AlarmError, ShelveRequest, MAX_SHELVE_MS};
 pub use config::AlarmsConfig;

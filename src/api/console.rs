@@ -58,6 +58,8 @@ const ASSETS: &[Asset] = assets![
     "i18n/control.js",
     "i18n/lab.js",
     "i18n/alarm.js",
+    "i18n/history.js",
+    "i18n/devices.js",
     "i18n/school.js",
     "i18n/tickets.js",
     "views/bureau.js",
@@ -65,6 +67,8 @@ const ASSETS: &[Asset] = assets![
     "views/lab.js",
     "views/school.js",
     "views/alarm.js",
+    "views/history.js",
+    "views/devices.js",
 ];
 
 /// The content type of an asset, from its extension.

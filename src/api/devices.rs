@@ -1,15 +1,17 @@
-//! Device routes: the devices the core knows (registered, announced, unregistered), the live
+//! Device routes: the devices the core knows (registered, announced, commissioned,
+//! unregistered), commissioning them from the console (handlers in `commission.rs`), the live
 //! value of every sensor with its device's place, and a sensor's history from the local store.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch, put};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::area::Routes;
+use super::commission;
 use super::error::ApiError;
 use super::extract::{ask, Reader};
 use super::state::AppState;
@@ -18,7 +20,19 @@ use crate::pipeline::Command;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices", get(devices).post(commission::register))
+        .route(
+            "/api/v1/devices/{school}/{device}",
+            patch(commission::edit).delete(commission::decommission),
+        )
+        .route(
+            "/api/v1/devices/{school}/{device}/overrides",
+            put(commission::put_overrides),
+        )
+        .route(
+            "/api/v1/devices/{school}/{device}/audit",
+            get(commission::audit),
+        )
         .route("/api/v1/sensors", get(sensors))
         .route(
             "/api/v1/sensors/{school}/{device}/{point}/history",

@@ -11,9 +11,11 @@
 //! Imports point one way: `routes` → the area files → `extract` (extractors, `ask`),
 //! `area` (the route list), `auth`, `error` and `state`; none of those imports an area.
 
+mod alarm_history;
 mod alarms;
 mod area;
 pub mod auth;
+mod commission;
 mod config;
 mod console;
 mod devices;

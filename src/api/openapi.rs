@@ -18,6 +18,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("base", include_str!("openapi/base.json")),
     ("health", include_str!("openapi/health.json")),
     ("alarms", include_str!("openapi/alarms.json")),
+    ("alarm_history", include_str!("openapi/alarm_history.json")),
     ("devices", include_str!("openapi/devices.json")),
     ("console", include_str!("openapi/console.json")),
     ("tickets", include_str!("openapi/tickets.json")),

@@ -10,13 +10,14 @@ use axum::{middleware, Router};
 use super::area::Routes;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{alarms, console, devices, drills, guard, health, tickets};
+use super::{alarm_history, alarms, console, devices, drills, guard, health, tickets};
 
 /// Every area's routes, merged.
 pub fn areas() -> Routes {
     Routes::new()
         .merge(health::routes())
         .merge(alarms::routes())
+        .merge(alarm_history::routes())
         .merge(devices::routes())
         .merge(console::routes())
         .merge(tickets::routes())

@@ -11,6 +11,7 @@
 //! block (split by topic), so it and this file use each other. Action runs are
 //! [`crate::actions`]; the core only starts them and records their results.
 
+pub mod commission;
 mod config;
 mod drills;
 mod registry;
@@ -85,6 +86,16 @@ pub enum Command {
     /// The active drills.
     Drills {
         reply: oneshot::Sender<Vec<Drill>>,
+    },
+    /// Register (or re-register) a device from the console, at once (see `commission.rs`).
+    Commission {
+        change: commission::Commission,
+        reply: oneshot::Sender<Result<DeviceEntry, commission::CommissionError>>,
+    },
+    /// Forget a device commissioned from the console.
+    Decommission {
+        device: DeviceKey,
+        reply: oneshot::Sender<Result<(), commission::CommissionError>>,
     },
 }
 
@@ -251,6 +262,15 @@ impl Core {
             health_seen: u64::MAX,
             announced: Vec::new(),
         };
+        // Commissioned devices before announced ones: the console wins over meta.
+        for device in core.store.commissioned_devices().await? {
+            let key = DeviceKey::new(&device.school, &device.device);
+            if let Err(e) = commission::Commission::from_stored(key.clone(), &device)
+                .and_then(|change| core.commission(change).map(|_| ()))
+            {
+                warn!(device = %key, error = %e, "commissioned device not registered");
+            }
+        }
         let announced = core.store.announced_devices().await?;
         if !announced.is_empty() {
             info!(
@@ -371,7 +391,7 @@ impl Core {
         let to_save = (save && self.registry.info(&device) != Some(&info)).then(|| info.clone());
         let announced = info.profile.is_some();
         let profile = self.registry.meta(&device, info);
-        if announced && profile.is_none() && !self.registry.is_configured(&device) {
+        if announced && profile.is_none() && !self.registry.is_owned(&device) {
             // Refused: the registry is full.
             self.metrics.reject(Reject::BadMeta, &device.to_string());
         }
@@ -694,12 +714,20 @@ impl Core {
         }
         let mut batch = std::mem::take(&mut self.journal_backlog);
         let retrying = !batch.is_empty();
-        let result = if retrying {
+        if retrying {
             batch.extend_from_slice(events);
-            self.store.record_events(&batch).await
-        } else {
-            self.store.record_events(events).await
+        }
+        // Each alarm's row names its building, for the alarm history's filters.
+        let registry = &self.registry;
+        let building_of = |alarm: &Alarm| {
+            let key = DeviceKey {
+                school: alarm.school.clone(),
+                device: alarm.device.clone(),
+            };
+            registry.building(&key).map(str::to_owned)
         };
+        let written = if retrying { &batch[..] } else { events };
+        let result = self.store.record_placed_events(written, building_of).await;
         match result {
             Ok(()) => {
                 if self.journal_retry_at.take().is_some() {
@@ -793,6 +821,12 @@ impl Core {
             Command::EndDrill { id, user, reply } => self.end_drill(id, &user, reply).await,
             Command::Drills { reply } => {
                 let _ = reply.send(self.drills.active().to_vec());
+            }
+            Command::Commission { change, reply } => {
+                let _ = reply.send(self.commission(change));
+            }
+            Command::Decommission { device, reply } => {
+                let _ = reply.send(self.decommission(&device));
             }
         }
     }

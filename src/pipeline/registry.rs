@@ -19,6 +19,8 @@ pub enum Registration {
     Config,
     /// Announced by retained `meta` with a known profile.
     Meta,
+    /// Commissioned from the console (stored in the local store; wins over meta).
+    Console,
     /// Only heard from: listed for commissioning, no rules apply.
     Unregistered,
 }
@@ -145,11 +147,51 @@ impl Registry {
             .insert(key.clone(), Self::entry(key, Registration::Config, info));
     }
 
+    /// A device commissioned from the console: registered with `info`, whatever it was.
+    pub fn commission(&mut self, key: &DeviceKey, info: DeviceInfo) {
+        match self.devices.get_mut(key) {
+            Some(entry) => {
+                if entry.registration == Registration::Unregistered {
+                    self.unregistered = self.unregistered.saturating_sub(1);
+                }
+                entry.registration = Registration::Console;
+                entry.tags = DeviceTags::from_info(&info);
+                entry.info = info;
+            }
+            None => {
+                self.devices.insert(
+                    key.clone(),
+                    Self::entry(key.clone(), Registration::Console, info),
+                );
+            }
+        }
+    }
+
+    /// A decommissioned device is forgotten (its live values too); if it reports again it is
+    /// listed as unregistered.
+    pub fn remove(&mut self, key: &DeviceKey) {
+        if let Some(entry) = self.devices.remove(key) {
+            if entry.registration == Registration::Unregistered {
+                self.unregistered = self.unregistered.saturating_sub(1);
+            }
+            self.live
+                .retain(|sensor, _| *sensor.school != *key.school || *sensor.device != *key.device);
+        }
+    }
+
+    /// The entry of a device, if known.
+    pub fn entry_of(&self, key: &DeviceKey) -> Option<&DeviceEntry> {
+        self.devices.get(key)
+    }
+
     /// Records a meta announcement. Returns the profile to register with the rules engine, or
-    /// `None` when config already owns the device or the meta names no profile.
+    /// `None` when config or the console already owns the device or the meta names no profile.
     pub fn meta(&mut self, key: &DeviceKey, info: DeviceInfo) -> Option<String> {
         if let Some(entry) = self.devices.get_mut(key) {
-            if entry.registration == Registration::Config {
+            if matches!(
+                entry.registration,
+                Registration::Config | Registration::Console
+            ) {
                 return None;
             }
             if entry.registration == Registration::Unregistered && info.profile.is_some() {
@@ -180,6 +222,13 @@ impl Registry {
     /// The building a device is in (from config or meta), if known.
     pub fn building(&self, key: &DeviceKey) -> Option<&str> {
         self.devices.get(key)?.info.building.as_deref()
+    }
+
+    /// Whether config or the console owns the device (its meta changes nothing).
+    pub fn is_owned(&self, key: &DeviceKey) -> bool {
+        self.devices
+            .get(key)
+            .is_some_and(|d| matches!(d.registration, Registration::Config | Registration::Console))
     }
 
     pub fn is_configured(&self, key: &DeviceKey) -> bool {

@@ -25,6 +25,12 @@ pub struct StorageConfig {
     /// attachment uploads answer 507 (0: no floor).
     #[serde(default = "default_min_free_bytes")]
     pub min_free_bytes: u64,
+    /// How long cleared alarms and their journal are kept (the control room's record).
+    #[serde(default = "default_alarm_retention", with = "humantime_serde")]
+    pub alarm_retention: Duration,
+    /// The newest this many alarms are kept whatever their age.
+    #[serde(default = "default_alarm_keep")]
+    pub alarm_retention_min_count: u64,
 }
 
 fn default_min_free_bytes() -> u64 {
@@ -46,6 +52,13 @@ fn default_batch() -> usize {
 fn default_prune() -> Duration {
     Duration::from_secs(600)
 }
+/// A year and a day: last year's same-day alarms are still there on its anniversary.
+fn default_alarm_retention() -> Duration {
+    Duration::from_secs(366 * 24 * 3600)
+}
+fn default_alarm_keep() -> u64 {
+    1_000_000
+}
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -55,6 +68,8 @@ impl Default for StorageConfig {
             history_batch_size: default_batch(),
             prune_interval: default_prune(),
             min_free_bytes: default_min_free_bytes(),
+            alarm_retention: default_alarm_retention(),
+            alarm_retention_min_count: default_alarm_keep(),
         }
     }
 }
@@ -76,6 +91,10 @@ impl StorageConfig {
         if self.history_retention < Duration::from_secs(60) {
             problems.push("storage.history_retention must be at least 1 minute".into());
         }
+        // A duty record shorter than a month is no record; GB 25506 asks for a year.
+        if self.alarm_retention < Duration::from_secs(30 * 24 * 3600) {
+            problems.push("storage.alarm_retention must be at least 30 days".into());
+        }
         problems
     }
 
@@ -87,5 +106,31 @@ impl StorageConfig {
     /// history writes.
     pub fn history_path(&self) -> PathBuf {
         self.data_dir.join("history.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alarm_record_is_kept_a_year_by_default_and_never_less_than_30_days() {
+        let config = StorageConfig::default();
+        assert!(config.alarm_retention >= Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(config.alarm_retention_min_count, 1_000_000);
+        assert!(config.validate().is_empty());
+        let short = StorageConfig {
+            alarm_retention: Duration::from_secs(29 * 24 * 3600),
+            ..StorageConfig::default()
+        };
+        assert!(short
+            .validate()
+            .iter()
+            .any(|p| p.contains("storage.alarm_retention")));
+        let parsed: StorageConfig =
+            toml::from_str("alarm_retention = \"400d\"\nalarm_retention_min_count = 5")
+                .unwrap_or_default();
+        assert_eq!(parsed.alarm_retention, Duration::from_secs(400 * 24 * 3600));
+        assert_eq!(parsed.alarm_retention_min_count, 5);
     }
 }

@@ -178,6 +178,16 @@ impl LocalStore {
     /// row carries the whole event, so the journal is also the alarm outbox: once this returns,
     /// outbox readers are woken.
     pub async fn record_events(&self, events: &[AlarmEvent]) -> Result<(), StoreError> {
+        self.record_placed_events(events, |_| None).await
+    }
+
+    /// [`Self::record_events`], with the building of each alarm's device (kept from the raise
+    /// on, for the history's building filter).
+    pub async fn record_placed_events(
+        &self,
+        events: &[AlarmEvent],
+        building_of: impl Fn(&Alarm) -> Option<String>,
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -194,10 +204,11 @@ impl LocalStore {
             if !event.transition.is_note() {
                 let doc = serde_json::to_string(alarm).map_err(corrupt)?;
                 sqlx::query(
-                "INSERT INTO alarms (id, sensor, rule, school, class, state, raised_at, updated_at, doc) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO alarms (id, sensor, rule, school, class, state, raised_at, updated_at, doc, device, building) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
-                 updated_at = excluded.updated_at, doc = excluded.doc",
+                 updated_at = excluded.updated_at, doc = excluded.doc, \
+                 building = COALESCE(alarms.building, excluded.building)",
             )
             .bind(alarm.id as i64)
             .bind(alarm.sensor.to_string())
@@ -208,6 +219,8 @@ impl LocalStore {
             .bind(alarm.raised_at)
             .bind(alarm.updated_at)
             .bind(doc)
+            .bind(alarm.device.as_ref())
+            .bind(building_of(alarm))
             .execute(&mut *tx)
             .await?;
             }
@@ -317,7 +330,7 @@ impl LocalStore {
     }
 }
 
-fn decode_alarm(id: i64, doc: String) -> Result<Alarm, StoreError> {
+pub(super) fn decode_alarm(id: i64, doc: String) -> Result<Alarm, StoreError> {
     serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
         id,
         reason: e.to_string(),
@@ -342,6 +355,15 @@ pub fn start_history(
     shutdown: &CancellationToken,
     supervisor: &Supervisor,
 ) {
+    let (keep_store, keep_config, keep_shutdown) =
+        (store.clone(), config.clone(), shutdown.clone());
+    supervisor.restarting(ALARM_RETENTION_TASK, move || {
+        run_alarm_retention(
+            keep_store.clone(),
+            keep_config.clone(),
+            keep_shutdown.clone(),
+        )
+    });
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let (store, config, metrics, shutdown) = (
         store.clone(),
@@ -362,6 +384,8 @@ pub fn start_history(
 
 /// The history writer's task name (metrics, `/readyz`, its `task:` fault).
 pub const HISTORY_TASK: &str = "history-writer";
+/// The alarm retention job's task name.
+pub const ALARM_RETENTION_TASK: &str = "alarm-retention";
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -456,6 +480,33 @@ pub async fn run_history_writer(
     }
     if shutdown.is_cancelled() {
         info!("local history writer stopped");
+    }
+}
+
+/// Deletes cleared alarms past `alarm_retention` (beyond the newest
+/// `alarm_retention_min_count`) every `prune_interval`, in small transactions.
+pub async fn run_alarm_retention(
+    store: LocalStore,
+    config: StorageConfig,
+    shutdown: CancellationToken,
+) {
+    let retention_ms = i64::try_from(config.alarm_retention.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(config.prune_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let before = now_ms().saturating_sub(retention_ms);
+        match store
+            .prune_alarms(before, config.alarm_retention_min_count, 500)
+            .await
+        {
+            Ok(0) => {}
+            Ok(alarms) => info!(alarms, "deleted alarms past their retention"),
+            Err(e) => warn!(error = %e, "deleting alarms past their retention failed"),
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! journal) that the API and console read, and the time-series sink (InfluxDB v2 / v1 with a
 //! disk spool) that keeps every reading for the long term.
 
+pub mod alarm_history;
 pub mod backup;
+mod commissioned;
 mod config;
 mod devices;
 mod drills;
@@ -11,6 +13,8 @@ pub mod local;
 pub mod outbox;
 pub mod timeseries;
 
+pub use alarm_history::{AlarmFilter, AlarmPage, HistoryCursor, HistoryRow};
+pub use commissioned::{CommissionedDevice, DeviceAudit};
 pub use config::StorageConfig;
 pub use history::HistoryPoint;
 pub use local::{start_history, JournalEntry, LocalStore, StoreError};

@@ -8,7 +8,7 @@ CG_I18N.add({
     alarm_no_readings: "暂无读数", alarm_journal: "处置记录", alarm_ack: "确认报警", alarm_ack_placeholder: "处置情况（可选）",
     tr_raised: "报警", tr_reraised: "再次报警", tr_escalated: "升级", tr_deescalated: "降级", tr_returned_to_normal: "数值恢复",
     tr_cleared: "清除", tr_acknowledged: "确认", tr_reset: "复位", tr_shelved: "搁置", tr_unshelved: "取消搁置",
-    tr_action: "联动", tr_notified: "通知",
+    tr_action: "联动", tr_notified: "通知", alarm_false: "误报", alarm_history: "报警记录",
   },
   en: {
     view_alarm: "Alarm", alarm_back: "Back", alarm_loading: "Loading…", alarm_not_found: "No such alarm, or not yours to see",
@@ -20,6 +20,6 @@ CG_I18N.add({
     alarm_ack_placeholder: "What was done (optional)", tr_raised: "Raised", tr_reraised: "Raised again",
     tr_escalated: "Escalated", tr_deescalated: "De-escalated", tr_returned_to_normal: "Back to normal", tr_cleared: "Cleared",
     tr_acknowledged: "Acknowledged", tr_reset: "Reset", tr_shelved: "Shelved", tr_unshelved: "Unshelved",
-    tr_action: "Action", tr_notified: "Notified",
+    tr_action: "Action", tr_notified: "Notified", alarm_false: "false alarm", alarm_history: "Alarm history",
   },
 });

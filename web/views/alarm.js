@@ -66,7 +66,8 @@
   function journalList(entries) {
     return h("ol", { class: "alarm-journal", id: "alarm-journal" }, entries.slice().reverse().map((e) =>
       h("li", { dataset: { transition: e.transition } },
-        h("div", { class: "when" }, I.fmtTime(e.at), " · ", h("b", {}, t("tr_" + e.transition)), " · ", e.user),
+        h("div", { class: "when" }, I.fmtTime(e.at), " · ", h("b", {}, t("tr_" + e.transition)), " · ", e.user,
+          e.false_alarm ? h("span", { class: "badge false-alarm" }, t("alarm_false")) : null),
         e.comment ? h("div", { class: "comment" }, e.comment) : null)));
   }
 
@@ -95,7 +96,8 @@
   function render() {
     const root = section();
     if (!shown) { root.replaceChildren(h("p", { class: "empty" }, t("alarm_loading"))); return; }
-    const back = h("a", { href: "#/", class: "back" }, "← " + t("alarm_back"));
+    const back = h("p", { class: "back" }, h("a", { href: "#/" }, "← " + t("alarm_back")), " · ",
+      h("a", { href: "#/history", id: "alarm-history-link" }, t("alarm_history")));
     if (shown.error) { root.replaceChildren(back, h("p", { class: "empty", id: "alarm-error" }, shown.error)); return; }
     const a = shown.alarm;
     const where = place(a.school, a.device);

@@ -210,4 +210,40 @@ mod tests {
             "warning 50 ≥ alarm 45 must not be applied: {out:?}"
         );
     }
+
+    #[test]
+    fn a_removed_device_clears_its_conditions_and_its_readings_are_unregistered() {
+        let (mut engine, key, start) = engine_with("heat_detector");
+        let other = crate::model::DeviceKey::new("s1", "d2");
+        engine
+            .register_device(&other, "heat_detector", &BTreeMap::new(), start)
+            .expect("registers");
+        let sensor = SensorId::new("s1", "d1", "temp_c");
+        let mut out = Vec::new();
+        engine.on_reading(
+            &reading("temp_c", Value::Number(70.0), BASE_MS),
+            start,
+            &mut out,
+        );
+        assert!(engine.condition_active(&sensor, "heat_fixed"));
+        out.clear();
+        assert!(engine.remove_device(&key, BASE_MS + 1, &mut out));
+        assert!(
+            out.iter().any(|c| c.sensor == sensor
+                && c.rule.as_ref() == "heat_fixed"
+                && c.severity.is_none()),
+            "{out:?}"
+        );
+        assert!(!engine.condition_active(&sensor, "heat_fixed"));
+        assert!(matches!(
+            engine.check_point(&key, "temp_c"),
+            crate::rules::PointCheck::UnregisteredDevice
+        ));
+        // The device after it in the list is still found (its index moved).
+        assert!(matches!(
+            engine.check_point(&other, "temp_c"),
+            crate::rules::PointCheck::Known
+        ));
+        assert!(!engine.remove_device(&key, BASE_MS + 2, &mut out));
+    }
 }

@@ -85,7 +85,8 @@ pub struct RuleEngine {
     /// school → device → index into `devices`; nested so a reading is found by `&str` without
     /// cloning its names.
     index: HashMap<Arc<str>, HashMap<Arc<str>, usize>>,
-    /// In registration order, so ticks emit in a deterministic order. Devices are never removed.
+    /// In registration order, so ticks emit in a deterministic order. A device is removed only
+    /// when it is decommissioned ([`RuleEngine::remove_device`]).
     devices: Vec<Device>,
     status_rules: StatusRules,
     stats: EngineStats,
@@ -208,6 +209,35 @@ impl RuleEngine {
             }
         }
         Ok(())
+    }
+
+    /// Forgets a device (decommissioned): its readings are unregistered from now on, and every
+    /// condition it still holds gets a clearing change (`now_ms`). False when it was not
+    /// registered.
+    pub fn remove_device(
+        &mut self,
+        key: &DeviceKey,
+        now_ms: i64,
+        out: &mut Vec<ConditionChange>,
+    ) -> bool {
+        let Some(i) = self.device_index(&key.school, &key.device) else {
+            return false;
+        };
+        if let Some(devices) = self.index.get_mut(&key.school) {
+            devices.remove(&key.device);
+        }
+        let mut old = self.devices.remove(i);
+        // Later devices moved down by one.
+        for slot in self.index.values_mut().flat_map(|d| d.values_mut()) {
+            if *slot > i {
+                *slot -= 1;
+            }
+        }
+        old.liveness.retire(now_ms, &self.status_rules, out);
+        for point in old.points {
+            point.retire(now_ms, out);
+        }
+        true
     }
 
     /// The profile name a device is registered with.

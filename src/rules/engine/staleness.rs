@@ -128,6 +128,21 @@ impl Liveness {
         true
     }
 
+    /// The device is decommissioned: clears `offline` and `stale` if they hold.
+    pub(super) fn retire(
+        &mut self,
+        now_ms: i64,
+        rules: &StatusRules,
+        out: &mut Vec<ConditionChange>,
+    ) {
+        if std::mem::take(&mut self.offline) {
+            out.push(self.change(&rules.offline, None, now_ms, "device decommissioned".into()));
+        }
+        if std::mem::take(&mut self.stale) {
+            out.push(self.change(&rules.stale, None, now_ms, "device decommissioned".into()));
+        }
+    }
+
     /// Whether `offline` or `stale` (named by `rule`) holds.
     pub(super) fn is_active(&self, rule: &str) -> bool {
         match rule {
