@@ -194,7 +194,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let (drill_stream, _) = broadcast::channel(DRILL_STREAM_CAPACITY);
     // alarm outbox → notifier: its own durable cursor (opened here, before the core starts, so
     // it sees every transition); it reads at its own pace and never holds the core up.
-    let notifier = notify::open(&config.notify, &store).await?;
+    let notifier = notify::open(&config.notify, &store, &config.storage).await?;
     // notifier → core (attempts to journal as `notified` notes, `notify:<channel>` faults): a
     // sender waits when it is full — its delivery is already recorded in the delivery table;
     // only the note waits. The core takes at most a few dozen per round.

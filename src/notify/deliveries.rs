@@ -1,10 +1,16 @@
-//! The durable delivery outbox (`notify_deliveries` in the local store): every notification is
+//! The durable delivery outbox (`notify_deliveries` in `<data_dir>/notify.db`, a file of its
+//! own so the notifier's writes never queue for SQLite's write lock behind the core's journal
+//! writes in `campusguard.db`, nor the other way round): every notification is
 //! a row written before it is sent, keyed by its idempotency key, and moves `pending` → `sent`
 //! | `failed` | `cancelled`. A step planned twice (a replayed outbox entry, a rebuild after a
 //! restart) is queued once (`INSERT … ON CONFLICT (key) DO NOTHING`); a row still `pending`
 //! after a kill -9 is sent after the restart. Senders pick the rows of their channel that are
 //! due (`next_at`), oldest first.
 
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::message::Message;
@@ -38,7 +44,13 @@ pub struct Delivery {
     pub created_at: i64,
 }
 
-/// The table, on the local store's pool.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/notify");
+
+/// The `notify_state` row that says the rows of the local store (where deliveries lived before
+/// they got their own file) have been taken over.
+const TAKEN_OVER: &str = "taken_over_from_local_store";
+
+/// The table, in `notify.db`.
 #[derive(Clone)]
 pub struct Deliveries {
     pool: SqlitePool,
@@ -49,8 +61,74 @@ fn encode(e: serde_json::Error) -> StoreError {
 }
 
 impl Deliveries {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// Opens (creating and migrating) the delivery file `path`. The first time, it takes over
+    /// the deliveries and notifier state an older version kept in the local store `legacy`
+    /// (`campusguard.db`), so nothing queued before an upgrade is lost or sent twice.
+    pub async fn open(path: &Path, legacy: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        // The planner, the ticket task and one sender per channel: two connections are plenty.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let deliveries = Self { pool };
+        if deliveries.state(TAKEN_OVER).await?.is_none() {
+            deliveries.take_over(legacy).await?;
+        }
+        Ok(deliveries)
+    }
+
+    /// Copies the legacy tables' rows (same columns) into this file, once.
+    async fn take_over(&self, legacy: &Path) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let attached = legacy.exists()
+            && sqlx::query("ATTACH DATABASE ? AS legacy")
+                .bind(legacy.to_string_lossy().into_owned())
+                .execute(&mut *conn)
+                .await
+                .is_ok();
+        let copied = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if attached {
+                let has_tables: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM legacy.sqlite_master WHERE type = 'table' \
+                     AND name IN ('notify_deliveries', 'notify_state')",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if has_tables == 2 {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO notify_deliveries SELECT * FROM legacy.notify_deliveries",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO notify_state SELECT * FROM legacy.notify_state",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            sqlx::query("INSERT OR REPLACE INTO notify_state (name, value) VALUES (?, 1)")
+                .bind(TAKEN_OVER)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if attached {
+            let _ = sqlx::query("DETACH DATABASE legacy")
+                .execute(&mut *conn)
+                .await;
+        }
+        copied?;
+        Ok(())
     }
 
     /// Queues `new` in one transaction; returns the keys that were not queued before.
@@ -267,5 +345,64 @@ impl Deliveries {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LocalStore, StorageConfig};
+
+    async fn legacy_row(store: &LocalStore, key: &str) {
+        let inserted = sqlx::query(
+            "INSERT INTO notify_deliveries (key, channel, kind, message, state, next_at, created_at) \
+             VALUES (?, 'hook', 'alarm', '{}', 'pending', 0, 0)",
+        )
+        .bind(key)
+        .execute(store.pool())
+        .await;
+        if let Err(e) = inserted {
+            panic!("legacy row: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_of_the_local_store_are_taken_over_once_into_their_own_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = StorageConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..StorageConfig::default()
+        };
+        let store = LocalStore::open(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Queued by an older version, in campusguard.db, with the ticket cursor.
+        legacy_row(&store, "alarm:1:0:r0:n0:hook").await;
+        sqlx::query("INSERT INTO notify_state (name, value) VALUES ('ticket_cursor', 42)")
+            .execute(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("notify.db");
+        let deliveries = Deliveries::open(&path, &config.database_path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(deliveries.pending().await.ok(), Some(1));
+        assert!(matches!(
+            deliveries.exists("alarm:1:0:r0:n0:hook").await,
+            Ok(true)
+        ));
+        assert_eq!(deliveries.state("ticket_cursor").await.ok(), Some(Some(42)));
+        deliveries.pool.close().await;
+
+        // Taken over once: a row left in the old file later is not copied again.
+        legacy_row(&store, "alarm:2:0:r0:n0:hook").await;
+        let reopened = Deliveries::open(&path, &config.database_path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reopened.pending().await.ok(), Some(1));
+        assert!(matches!(
+            reopened.exists("alarm:2:0:r0:n0:hook").await,
+            Ok(false)
+        ));
     }
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! core ──journal──► alarm outbox ──OutboxReader("notify")──► escalate (Planner) ──┐
 //! ticket audit trail ──own cursor──► tickets (overdue, digest) ────────────────────┤
-//!                                                     notify_deliveries (durable, keyed)
+//!                                         notify_deliveries in notify.db (durable, keyed)
 //!                                   ┌───────────── one sender per channel ◄─────────┘
 //!                                   ▼   rate limit, coalescing, retries with backoff
 //!                      WeCom / DingTalk / Feishu / e-mail / webhook
@@ -54,7 +54,7 @@ use crate::alarms::Alarm;
 use crate::metrics::Metrics;
 use crate::model::{DeviceInfo, DeviceKey};
 use crate::rules::ProfileSet;
-use crate::store::{LocalStore, OutboxReader, StoreError};
+use crate::store::{LocalStore, OutboxReader, StorageConfig, StoreError};
 
 /// What the notifier tells the core (which owns the journal and the alarm book).
 #[derive(Debug)]
@@ -77,6 +77,7 @@ pub struct Notifier {
     config: Arc<NotifyConfig>,
     reader: OutboxReader,
     store: LocalStore,
+    deliveries: deliveries::Deliveries,
 }
 
 /// What the notifier reads besides its own configuration.
@@ -89,21 +90,33 @@ pub struct Context {
     pub tickets: crate::tickets::Tickets,
 }
 
-/// Opens the notifier's cursor on the alarm outbox. Must run before the core starts, so it sees
-/// every transition the core journals. `None` when no channel is configured (nothing to send).
+/// Opens the notifier's cursor on the alarm outbox and its delivery file
+/// (`<data_dir>/notify.db`). Must run before the core starts, so it sees every transition the
+/// core journals. `None` when no channel is configured (nothing to send).
 pub async fn open(
     config: &NotifyConfig,
     store: &LocalStore,
+    storage: &StorageConfig,
 ) -> Result<Option<Notifier>, StoreError> {
     if !config.enabled() {
         return Ok(None);
     }
+    let deliveries = deliveries::Deliveries::open(
+        &storage.data_dir.join(DELIVERIES_FILE),
+        // Where deliveries lived before: taken over once.
+        &storage.database_path(),
+    )
+    .await?;
     Ok(Some(Notifier {
         config: Arc::new(config.clone()),
         reader: store.outbox_reader(CONSUMER).await?,
         store: store.clone(),
+        deliveries,
     }))
 }
+
+/// The notifier's own SQLite file in the data directory.
+pub const DELIVERIES_FILE: &str = "notify.db";
 
 impl Notifier {
     /// Starts the escalation task, the ticket task and one sender per channel on `tasks`; they
@@ -118,7 +131,7 @@ impl Notifier {
         supervisor: &crate::supervisor::Supervisor,
     ) -> Result<(), String> {
         let config = self.config;
-        let deliveries = deliveries::Deliveries::new(self.store.pool().clone());
+        let deliveries = self.deliveries;
         let renderer = message::Renderer {
             console_url: config.console_url.clone(),
             offset_ms: config.offset_ms(),

@@ -702,11 +702,9 @@ impl LatencyRow {
         let (a50, a99, amax) = latency::percentiles(&self.samples.alarm_ms);
         let (b50, b99, bmax) = latency::percentiles(&self.samples.broker_ms);
         format!(
-            "latency with {}, {:.0} readings/s background ({:.0} achieved): alarm n={} p50 {a50:.1} ms p99 {a99:.1} ms max {amax:.1} ms \
+            "latency beside {}: alarm n={} p50 {a50:.1} ms p99 {a99:.1} ms max {amax:.1} ms \
              ({} missing); broker n={} p50 {b50:.1} ms p99 {b99:.1} ms max {bmax:.1} ms",
             self.background_label(),
-            self.background,
-            self.background_achieved,
             self.samples.alarm_ms.len(),
             self.samples.alarm_missing,
             self.samples.broker_ms.len(),
