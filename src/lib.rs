@@ -33,7 +33,8 @@
 //!
 //! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
 //! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
-//! [`redact`] keeps credentials out of config errors and `Debug` output;
+//! [`redact`] keeps credentials out of config errors and `Debug` output; [`schools`] is the
+//! district's list of schools (`[[schools]]`) that tickets, reports and drill targets read;
 //! [`config`] is the top floor, composing every component's config section and cross-checking
 //! them; [`broker`] is the optional embedded MQTT broker; [`demo`] runs broker, gateway and
 //! simulator in one process.
@@ -59,6 +60,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod redact;
 pub mod rules;
+pub mod schools;
 pub mod store;
 pub mod tickets;
 pub mod users;

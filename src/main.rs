@@ -143,6 +143,9 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!("{}: OK", config.display());
                 print!("{}", cfg.summary());
+                for note in cfg.notes() {
+                    println!("note: {note}");
+                }
                 let refused = cfg.run_problems();
                 if !refused.is_empty() {
                     println!(

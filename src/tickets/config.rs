@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::model::{Category, Grade};
+use super::reports::ReportsConfig;
 use crate::model::AlarmClass;
+use crate::schools::Schools;
 
 const DAY: u64 = 24 * 3600;
 
@@ -28,7 +30,9 @@ pub struct TicketsConfig {
     /// Connections to PostgreSQL. SQLite always uses one (a single writer, no busy errors).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
-    /// School id → numbering code (`xhsy = "XHSY"`). Default: the upper-cased id.
+    /// Deprecated: give each school its `code` in `[[schools]]`. School id → numbering code
+    /// (`xhsy = "XHSY"`), read when `[[schools]]` has no code for the school; default: the
+    /// upper-cased id.
     #[serde(default)]
     pub school_codes: BTreeMap<String, String>,
     /// Local time offset for numbering months and the ledger (China: +8 hours).
@@ -53,6 +57,24 @@ pub struct TicketsConfig {
     /// `report` needs at least one "after" photo for these grades.
     #[serde(default = "default_require_after_photo")]
     pub require_after_photo_for: Vec<Grade>,
+    /// The district's schools, from the top-level `[[schools]]` (not a `[tickets]` key): the
+    /// service numbers, names and counts schools from it.
+    #[serde(skip)]
+    pub schools: Schools,
+    /// The reporting calendar, from the top-level `[reports]` (not a `[tickets]` key).
+    #[serde(skip)]
+    pub reports: ReportsConfig,
+    /// `school/device` → where the device is (building, room), from `[[devices]]`: a sensor
+    /// ticket names a place, not a sensor.
+    #[serde(skip)]
+    pub places: BTreeMap<String, Place>,
+}
+
+/// Where a device is: building and room, as `[[devices]]` gives them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Place {
+    pub building: Option<String>,
+    pub room: Option<String>,
 }
 
 // Hand-written so the password in a `postgres://user:password@…` URL never reaches a log line.
@@ -72,6 +94,9 @@ impl std::fmt::Debug for TicketsConfig {
             supervision_interval,
             attachment_max_bytes,
             require_after_photo_for,
+            schools,
+            reports,
+            places,
         } = self;
         f.debug_struct("TicketsConfig")
             .field(
@@ -89,6 +114,9 @@ impl std::fmt::Debug for TicketsConfig {
             .field("supervision_interval", supervision_interval)
             .field("attachment_max_bytes", attachment_max_bytes)
             .field("require_after_photo_for", require_after_photo_for)
+            .field("schools", schools)
+            .field("reports", reports)
+            .field("places", places)
             .finish()
     }
 }
@@ -328,6 +356,9 @@ impl Default for TicketsConfig {
             supervision_interval: default_supervision_interval(),
             attachment_max_bytes: default_attachment_max_bytes(),
             require_after_photo_for: default_require_after_photo(),
+            schools: Schools::default(),
+            reports: ReportsConfig::default(),
+            places: BTreeMap::new(),
         }
     }
 }
@@ -347,6 +378,21 @@ impl TicketsConfig {
     /// Where attachments are stored, under their content hash.
     pub fn attachment_dir(data_dir: &Path) -> PathBuf {
         data_dir.join("ticket-attachments")
+    }
+
+    /// The numbering code of a school: its `[[schools]]` code, else the deprecated
+    /// `tickets.school_codes`, else the upper-cased id.
+    pub fn school_code(&self, school: &str) -> String {
+        self.schools
+            .code_of(school)
+            .map(str::to_string)
+            .or_else(|| self.school_codes.get(school).cloned())
+            .unwrap_or_else(|| school.to_uppercase())
+    }
+
+    /// The place of a sensor's device, if `[[devices]]` names one.
+    pub fn place_of(&self, school: &str, device: &str) -> Option<&Place> {
+        self.places.get(&format!("{school}/{device}"))
     }
 
     pub fn offset_ms(&self) -> i64 {
@@ -390,6 +436,7 @@ impl TicketsConfig {
                 ));
             }
         }
+        problems.extend(self.reports.validate());
         if self.supervision_interval.is_zero() {
             problems.push("tickets.supervision_interval must be greater than 0".into());
         }
