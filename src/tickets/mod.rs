@@ -269,7 +269,14 @@ impl Tickets {
     }
 
     /// A fresh `registered` ticket with routing and default fields filled in.
-    fn blank(&self, school: &str, category: Category, grade: Grade, now: i64, by: &str) -> Ticket {
+    pub(crate) fn blank(
+        &self,
+        school: &str,
+        category: Category,
+        grade: Grade,
+        now: i64,
+        by: &str,
+    ) -> Ticket {
         Ticket {
             id: String::new(),
             school: school.to_string(),
