@@ -161,6 +161,10 @@ async fn a_submitted_month_stays_byte_for_byte_the_same_after_its_tickets_change
     for token in [BUREAU_TOKEN, OTHER_SAFETY_TOKEN, OPERATOR_TOKEN] {
         let (status, body) = gw.post_json(&submit, Some(token), json!({})).await;
         assert_eq!(status, 403, "{token}: {body}");
+        assert!(
+            body["message_zh"].as_str().unwrap().starts_with("无权"),
+            "{body}"
+        );
     }
     let (status, snap) = gw.post_json(&submit, Some(SAFETY_TOKEN), json!({})).await;
     assert_eq!(status, 201, "{snap}");
@@ -168,6 +172,7 @@ async fn a_submitted_month_stays_byte_for_byte_the_same_after_its_tickets_change
     assert_eq!(snap["submitted_by"], "safety-1");
     let (status, again) = gw.post_json(&submit, Some(SAFETY2_TOKEN), json!({})).await;
     assert_eq!(status, 409, "a month is submitted once: {again}");
+    assert_eq!(again["message_zh"], "该月已上报，月报已冻结，不能重复上报");
 
     let report = |format: &str| format!("/api/v1/reports/xhsy/{month}?format={format}");
     let (status, csv_before, hash) = get_bytes(&gw, &report("csv"), BUREAU_TOKEN).await;

@@ -46,7 +46,8 @@ pub fn routes() -> Routes {
 
 impl From<TicketError> for ApiError {
     fn from(e: TicketError) -> Self {
-        match e {
+        let zh = ticket_error_zh(&e);
+        let error = match e {
             TicketError::NotFound(_) => ApiError::not_found(e.to_string()),
             TicketError::Forbidden(_) => ApiError::forbidden(e.to_string()),
             TicketError::Invalid(_) => ApiError::bad_request(e.to_string()),
@@ -58,7 +59,42 @@ impl From<TicketError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "stale_version", e.to_string())
             }
             TicketError::Database(_) | TicketError::Io(_) => ApiError::internal(e),
+        };
+        match zh {
+            Some(zh) if error.message_zh.is_none() => error.with_zh(zh),
+            _ => error,
         }
+    }
+}
+
+/// A ticket error as the console shows it to a user reading Chinese.
+fn ticket_error_zh(e: &TicketError) -> Option<String> {
+    use crate::tickets::model::Lang;
+    Some(match e {
+        TicketError::NotFound(what) => format!("没有找到 {what}"),
+        TicketError::Forbidden(_) => "无权进行此操作（角色或学校范围不符）".into(),
+        TicketError::Invalid(why) => format!("输入有误：{why}"),
+        TicketError::IllegalTransition { state, action, .. } => format!(
+            "工单处于「{}」状态，不能执行「{}」",
+            state.label(Lang::Zh),
+            action_zh(*action)
+        ),
+        TicketError::StaleVersion { .. } => "工单已被他人修改，请刷新后重试".into(),
+        TicketError::Conflict(_) => "该月已上报，月报已冻结，不能重复上报".into(),
+        TicketError::Database(_) | TicketError::Io(_) => return None,
+    })
+}
+
+fn action_zh(action: Action) -> &'static str {
+    match action {
+        Action::Assign => "指派整改",
+        Action::Defer => "暂缓管控",
+        Action::Report => "上报整改",
+        Action::Verify => "验收销号",
+        Action::Reject => "验收不通过",
+        Action::FixNow => "立查立改",
+        Action::Supervise => "挂牌督办",
+        Action::Unsupervise => "取消督办",
     }
 }
 

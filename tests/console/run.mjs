@@ -298,6 +298,13 @@ try {
     tk = await ticketOf(page, id);
     assert(tk.funding === "公用经费 200 元" && tk.contingency_plan === "临时调配相邻楼层灭火器", `five in place: ${JSON.stringify(tk)}`);
     assert(tk.attachments.some((a) => a.kind === "after"), "after photo");
+    // The reporter may not verify: the server says why, in the console's language.
+    await page.click(`#school-tickets tr[data-ticket="${id}"] button.action-verify`);
+    await page.click("#action-submit");
+    await page.waitForSelector("#action-error:not([hidden])", { timeout: 5000 });
+    const refusal = await page.textContent("#action-error");
+    assert(refusal.includes("无权进行此操作"), `a Chinese refusal: ${refusal}`);
+    await page.click("#action-cancel");
     // The ticket page: history, thumbnails, deadline.
     await page.click(`#school-tickets tr[data-ticket="${id}"] a`);
     await page.waitForSelector("#ticket-detail .thumbs img", { timeout: 5000 });
