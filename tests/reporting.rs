@@ -300,7 +300,22 @@ async fn a_submitted_month_stays_byte_for_byte_the_same_after_its_tickets_change
 }
 
 #[tokio::test]
-async fn a_month_submitted_after_its_due_day_is_late_and_one_before_it_is_submitted() {
+async fn a_month_submitted_after_its_due_day_is_late_and_one_before_it_is_submitted_on_sqlite() {
+    calendar_and_frozen_bytes(None).await;
+}
+
+#[tokio::test]
+async fn a_month_submitted_after_its_due_day_is_late_and_one_before_it_is_submitted_on_postgres() {
+    let schema = format!(
+        "r_{}",
+        unique("pg").replace(['-'], "_").to_ascii_lowercase()
+    );
+    calendar_and_frozen_bytes(Some(schema)).await;
+}
+
+/// The calendar's statuses and a frozen month's bytes, on SQLite or in a PostgreSQL schema
+/// (dropped at the end).
+async fn calendar_and_frozen_bytes(schema: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let schools = campusguard::schools::Schools::new(
         ["a", "b", "c"]
@@ -315,6 +330,8 @@ async fn a_month_submitted_after_its_due_day_is_late_and_one_before_it_is_submit
     );
     let config = campusguard::tickets::TicketsConfig {
         schools,
+        database_url: schema.as_ref().map(|_| pg_url()),
+        schema: schema.clone(),
         ..campusguard::tickets::TicketsConfig::default()
     };
     let tickets = campusguard::tickets::Tickets::open(&config, dir.path())
@@ -329,10 +346,65 @@ async fn a_month_submitted_after_its_due_day_is_late_and_one_before_it_is_submit
     // The end of 28 October, Beijing time.
     let (start, _) = month_range(2026, 10, OFFSET);
     assert_eq!(due, start + 28 * 86_400_000);
+    let filed: campusguard::tickets::NewTicket = serde_json::from_value(json!({
+        "school": "a", "building": "教学楼", "room": "101", "category": "fire",
+        "description": "灭火器过期", "found_at": start + 86_400_000,
+        "funding": "公用经费", "contingency_plan": "临时配备",
+    }))
+    .unwrap();
+    let ticket = tickets.file(&safety("a"), filed).await.unwrap();
     tickets
         .submit_report_at(&safety("a"), "a", "2026-10", due - 3_600_000)
         .await
         .unwrap();
+    let (snapshot, frozen) = tickets
+        .snapshot_bytes(
+            &safety("a"),
+            "a",
+            "2026-10",
+            campusguard::tickets::export::Format::Json,
+        )
+        .await
+        .unwrap();
+    assert_eq!(snapshot.row_count, 1);
+    let rows: Value = serde_json::from_slice(&frozen).unwrap();
+    assert_eq!(rows[0]["funding"], "公用经费");
+    assert_eq!(rows[0]["contingency_plan"], "临时配备");
+    assert_eq!(rows[0]["location"], "教学楼 101");
+    // A change after the submission does not reach the frozen month.
+    let input: campusguard::tickets::ActionInput = serde_json::from_value(json!({
+        "version": ticket.version, "responsible_person": "王老师", "measures": "更换",
+    }))
+    .unwrap();
+    tickets
+        .act(
+            &safety("a"),
+            &ticket.id,
+            campusguard::tickets::Action::Assign,
+            input,
+        )
+        .await
+        .unwrap();
+    let (_, again) = tickets
+        .snapshot_bytes(
+            &safety("a"),
+            "a",
+            "2026-10",
+            campusguard::tickets::export::Format::Json,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, frozen);
+    // Another school's reader does not get it.
+    assert!(tickets
+        .snapshot_bytes(
+            &safety("b"),
+            "a",
+            "2026-10",
+            campusguard::tickets::export::Format::Csv
+        )
+        .await
+        .is_err());
     tickets
         .submit_report_at(&safety("b"), "b", "2026-10", due + 3_600_000)
         .await
@@ -376,6 +448,19 @@ async fn a_month_submitted_after_its_due_day_is_late_and_one_before_it_is_submit
         tickets.district_due_at("2026-10").unwrap(),
         month_range(2026, 11, OFFSET).0 + 86_400_000
     );
+    let bureau_file = tickets
+        .district_file(
+            &bureau,
+            "2026-10",
+            campusguard::tickets::export::Format::Csv,
+        )
+        .await
+        .unwrap()
+        .0;
+    assert!(String::from_utf8_lossy(&bureau_file).contains(&ticket.id));
+    if let Some(schema) = schema {
+        tickets.store.drop_schema(&schema).await.unwrap();
+    }
     tickets.store.close().await;
 }
 
