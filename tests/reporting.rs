@@ -144,6 +144,7 @@ async fn a_submitted_month_stays_byte_for_byte_the_same_after_its_tickets_change
         "the [[schools]] code numbers it: {id}"
     );
     assert_eq!(t["location"], "教学楼 204");
+    assert_eq!(t["school_name"], "新华实验小学");
     let (status, t) = gw
         .post_json(
             &format!("/api/v1/tickets/{id}/actions/assign"),

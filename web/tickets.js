@@ -25,7 +25,7 @@
       h("thead", {}, h("tr", {}, ["t_number", "t_school", "t_location", "t_category", "t_grade", "t_state", "t_deadline", "t_supervised", "col_actions"].map((k) => h("th", {}, t(k))))),
       h("tbody", {}, list.map((tk) => h("tr", { class: isOverdue(tk) ? "overdue" : null, dataset: { ticket: ticketId(tk), state: tk.state || "" } },
         h("td", {}, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); showTicket(tk); } }, tk.number || ticketId(tk))),
-        h("td", {}, tk.school || ""), h("td", {}, tk.location || ""),
+        h("td", {}, tk.school_name || tk.school || ""), h("td", {}, tk.location || ""),
         h("td", {}, tk.category ? t("c_" + tk.category) : ""), h("td", {}, tk.grade ? t("g_" + tk.grade) : ""),
         h("td", {}, tk.state ? t("ts_" + tk.state) : "", isOverdue(tk) ? h("div", {}, h("span", { class: "badge fire" }, t("overdue"))) : null),
         h("td", {}, deadlineOf(tk) ? I.fmtTime(deadlineOf(tk)) : ""),
@@ -44,7 +44,7 @@
     document.getElementById("ticket-dialog").showModal();
     try {
       const [detail, history] = await Promise.all([api("/api/v1/tickets/" + id), api("/api/v1/tickets/" + id + "/history").catch(() => [])]);
-      const rows = [["t_number", detail.number || detail.id], ["t_school", detail.school], ["t_location", detail.location],
+      const rows = [["t_number", detail.number || detail.id], ["t_school", detail.school_name || detail.school], ["t_location", detail.location],
         ["t_device", detail.device],
         ["t_description", detail.description], ["t_category", detail.category && t("c_" + detail.category)],
         ["t_grade", detail.grade && t("g_" + detail.grade)], ["t_state", detail.state && t("ts_" + detail.state)],

@@ -98,10 +98,12 @@ fn action_zh(action: Action) -> &'static str {
     }
 }
 
-/// A ticket as the API shows it: the record plus derived `overdue` and `allowed_actions`.
-fn view(t: &Ticket, now: i64) -> Value {
+/// A ticket as the API shows it: the record plus derived `overdue` and `allowed_actions`, and
+/// `school_name` from `[[schools]]`.
+fn view(t: &Ticket, now: i64, schools: &crate::schools::Schools) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
+        map.insert("school_name".into(), json!(schools.name_of(&t.school)));
         map.insert("overdue".into(), json!(t.is_overdue(now)));
         map.insert(
             "allowed_actions".into(),
@@ -166,7 +168,7 @@ async fn list(
     let tickets = state.tickets.list(&who, filter).await?;
     let now = now_ms();
     Ok(Json(json!({
-        "tickets": tickets.iter().map(|t| view(t, now)).collect::<Vec<_>>(),
+        "tickets": tickets.iter().map(|t| view(t, now, &state.tickets.config.schools)).collect::<Vec<_>>(),
         "limit": limit,
         "offset": offset,
     })))
@@ -179,7 +181,11 @@ async fn file(
 ) -> Result<Response, ApiError> {
     let Json(new) = body?;
     let ticket = state.tickets.file(&who, new).await?;
-    Ok((StatusCode::CREATED, Json(view(&ticket, now_ms()))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&ticket, now_ms(), &state.tickets.config.schools)),
+    )
+        .into_response())
 }
 
 async fn get_one(
@@ -190,7 +196,7 @@ async fn get_one(
     let ticket = state.tickets.get(&who, &id).await?;
     let occurrences = state.tickets.store.occurrences(&id).await?;
     let attachments = state.tickets.store.attachments(&id).await?;
-    let mut v = view(&ticket, now_ms());
+    let mut v = view(&ticket, now_ms(), &state.tickets.config.schools);
     if let Value::Object(map) = &mut v {
         map.insert("occurrences_list".into(), json!(occurrences));
         map.insert("attachments".into(), json!(attachments));
@@ -221,7 +227,7 @@ async fn act(
     })?;
     let Json(input) = body?;
     let ticket = state.tickets.act(&who, &id, action, input).await?;
-    Ok(Json(view(&ticket, now_ms())))
+    Ok(Json(view(&ticket, now_ms(), &state.tickets.config.schools)))
 }
 
 async fn list_attachments(
