@@ -109,6 +109,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Ok(n) => println!("  seeded last month: {n} hazard tickets in three schools"),
         Err(e) => warn!(error = %e, "could not seed the demo's previous month"),
     }
+    match seed::past_drills(
+        &config.storage,
+        config.tickets.offset_ms(),
+        crate::model::now_ms(),
+    )
+    .await
+    {
+        Ok(0) => {}
+        Ok(n) => println!("  seeded half a year of drills: {n}"),
+        Err(e) => warn!(error = %e, "could not seed the demo's past drills"),
+    }
     let gateway = crate::start(config, shutdown.clone()).await?;
     let sim_stop = shutdown.child_token();
     let sim_task = tokio::spawn(async move {

@@ -88,6 +88,9 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
     let calendar = get(format!("/api/v1/reports?month={previous}"))
         .await
         .unwrap_or_default();
+    let drills = get("/api/v1/drills/history".into())
+        .await
+        .unwrap_or_default();
     let vent = Instant::now() + Duration::from_secs(30);
     let mut vent_ticket = serde_json::Value::Null;
     while vent_ticket.is_null() && Instant::now() < vent {
@@ -165,6 +168,16 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
         "the ventilation failure's ticket: {vent_ticket}"
     );
     assert_eq!(vent_ticket["category"], "lab_chemical", "{vent_ticket}");
+    let held = |school: &str| {
+        drills["compliance"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["school"] == school)
+            .map(|c| c["held"].clone())
+    };
+    assert_eq!(held("xhsy"), Some(serde_json::json!(6)), "{drills}");
+    assert_eq!(held("xhyey"), Some(serde_json::json!(3)), "{drills}");
     let status = status.expect("demo stops within 15 s of SIGTERM");
     assert!(status.success(), "demo exited with {status}");
 }

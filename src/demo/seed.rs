@@ -237,6 +237,59 @@ async fn seed(tickets: &Tickets, now: i64) -> Result<usize, TicketError> {
     Ok(list.len())
 }
 
+/// Seeds half a year of past drills into a local store that has none, so the district page's
+/// drill compliance has a history: 星海 every month, 东方 in four of six, 实验小学 in five, the
+/// kindergarten every other month. Returns how many it wrote.
+pub async fn past_drills(
+    storage: &crate::store::StorageConfig,
+    offset_ms: i64,
+    now: i64,
+) -> Result<usize, crate::store::StoreError> {
+    let store = crate::store::LocalStore::open(storage).await?;
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM drills")
+        .fetch_one(store.pool())
+        .await?;
+    let mut written = 0;
+    if existing == 0 {
+        let (y, m, _) = local_date(now, offset_ms);
+        for back in 1..=6i64 {
+            let months = y * 12 + i64::from(m) - 1 - back;
+            let (my, mm) = (
+                months.div_euclid(12),
+                u32::try_from(months.rem_euclid(12) + 1).unwrap_or(1),
+            );
+            let (start, _) = month_range(my, mm, offset_ms);
+            let schools: &[(&str, bool)] = &[
+                ("xhsy", true),
+                ("dfzx", back % 3 != 0),
+                ("syxx", back != 4),
+                ("xhyey", back % 2 == 0),
+            ];
+            for (school, held) in schools {
+                if !held {
+                    continue;
+                }
+                // 15:00 local on the 10th: a fire evacuation drill of 40 minutes.
+                let at = start + 9 * DAY + 15 * 3_600_000;
+                let drill = crate::drills::NewDrill {
+                    school: school.to_string(),
+                    building: None,
+                    started_by: SEEDER.into(),
+                    reason: "消防疏散演练".into(),
+                    until: at + 3_600_000,
+                };
+                let mut started = store.insert_drill(&drill, at).await?;
+                started.ended_at = Some(at + 40 * 60_000);
+                started.ended_by = Some(SEEDER.into());
+                store.end_drill(&started).await?;
+                written += 1;
+            }
+        }
+    }
+    store.close().await;
+    Ok(written)
+}
+
 /// Fills in what a ticket in `h.state` has been through by the end of its month.
 fn shape(t: &mut Ticket, h: &Hazard, found: i64, month_end: i64) {
     t.state = h.state;
@@ -340,5 +393,28 @@ mod tests {
         assert_eq!(status("dfzx"), "late");
         assert_eq!(status("syxx"), "missing");
         tickets.store.close().await;
+    }
+
+    #[tokio::test]
+    async fn half_a_year_of_drills_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::store::StorageConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let now = crate::model::now_ms();
+        let offset = 8 * 3_600_000;
+        // 6 + 4 + 5 + 3.
+        assert_eq!(past_drills(&storage, offset, now).await.unwrap(), 18);
+        assert_eq!(past_drills(&storage, offset, now).await.unwrap(), 0);
+        let store = crate::store::LocalStore::open(&storage).await.unwrap();
+        let kept = store
+            .drill_history(Some("xhsy"), now - 200 * DAY, now, 100)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 6);
+        assert!(kept.iter().all(|d| d.ended_at.is_some()));
+        assert!(store.active_drills().await.unwrap().is_empty());
+        store.close().await;
     }
 }
