@@ -13,6 +13,8 @@ use tracing::warn;
 
 use crate::config::Config;
 
+mod seed;
+
 /// The demo configuration, compiled in so `campusguard demo` needs no files.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 
@@ -94,6 +96,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .iter()
         .filter_map(|u| Some((u.name.clone(), u.secret()?, u.role.as_str())))
         .collect();
+    // A previous month of tickets, so the bureau's page is not empty at the start (only into
+    // an empty ticket database; the demo runs without it if that fails).
+    match seed::previous_month(
+        &config.tickets,
+        &config.storage.data_dir,
+        crate::model::now_ms(),
+    )
+    .await
+    {
+        Ok(0) => {}
+        Ok(n) => println!("  seeded last month: {n} hazard tickets in three schools"),
+        Err(e) => warn!(error = %e, "could not seed the demo's previous month"),
+    }
+    match seed::past_drills(
+        &config.storage,
+        config.tickets.offset_ms(),
+        crate::model::now_ms(),
+    )
+    .await
+    {
+        Ok(0) => {}
+        Ok(n) => println!("  seeded half a year of drills: {n}"),
+        Err(e) => warn!(error = %e, "could not seed the demo's past drills"),
+    }
     let gateway = crate::start(config, shutdown.clone()).await?;
     let sim_stop = shutdown.child_token();
     let sim_task = tokio::spawn(async move {

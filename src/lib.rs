@@ -36,7 +36,8 @@
 //! [`init`] writes a first configuration with fresh secrets;
 //! [`logging`] fits log lines to where stderr goes (terminal, file, journald);
 //! [`secrets`] reads `*_file` secrets (and systemd credentials);
-//! [`redact`] keeps credentials out of config errors and `Debug` output; [`health`] holds the
+//! [`redact`] keeps credentials out of config errors and `Debug` output; [`schools`] is the district's list of
+//! schools (`[[schools]]`) that tickets, reports and drill targets read; [`health`] holds the
 //! gateway's own faults (the local history or the alarm journal cannot write, a task died),
 //! which the core raises as `fault` alarms and `/readyz` reports; [`supervisor`] starts every
 //! long-running task, reporting and, where safe, restarting one that ends or panics;
@@ -69,6 +70,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod redact;
 pub mod rules;
+pub mod schools;
 pub mod secrets;
 pub mod store;
 pub mod supervisor;

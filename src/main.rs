@@ -163,9 +163,8 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!("{}: OK", config.display());
                 print!("{}", cfg.summary());
-                let deprecated = cfg.deprecations();
-                if !deprecated.is_empty() {
-                    println!("deprecated:\n{}", list(&deprecated));
+                for note in cfg.notes() {
+                    println!("note: {note}");
                 }
                 for warning in cfg.secret_warnings(&config) {
                     println!("warning: {warning}");

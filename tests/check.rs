@@ -175,9 +175,63 @@ fn run_refuses_the_example_and_demo_tokens_and_short_ones_and_check_warns_about_
 fn the_old_lockout_keys_still_load_and_check_names_them_as_deprecated() {
     let (code, out, err) = check("tests/configs/deprecated_users_keys.toml");
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("deprecated:"), "{out}");
+    assert!(out.contains("note: users.max_failed_logins"), "{out}");
     assert!(
         out.contains("users.max_failed_logins and users.lockout are ignored"),
         "{out}"
     );
+}
+
+#[test]
+fn the_old_school_codes_table_still_loads_with_a_deprecation_note_and_bad_schools_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.toml");
+    std::fs::write(&old, "[tickets.school_codes]\nxhsy = \"XH\"\n").unwrap();
+    let (code, out, err) = check(old.to_str().unwrap());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("note: tickets.school_codes is deprecated"),
+        "{out}"
+    );
+    // The example lists its school in [[schools]] and gets no note.
+    let (_, out, _) = check("config/gateway.example.toml");
+    assert!(
+        out.contains("schools: 1 (xhsy 新华实验小学 primary)"),
+        "{out}"
+    );
+    assert!(!out.contains("deprecated"), "{out}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[reports]
+school_due_day = 31
+
+[[schools]]
+id = "xhsy"
+name = "新华实验小学"
+
+[[schools]]
+id = "dfzx"
+name = "东方中学"
+code = "XHSY"
+kind = "middle"
+
+[[devices]]
+id = "d1"
+school = "nowhere"
+profile = "heat_detector"
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = check(bad.to_str().unwrap());
+    assert_eq!(code, 2, "{err}");
+    for expected in [
+        "reports.school_due_day must be within 1..=28",
+        "schools.dfzx: code `XHSY` is used by another school",
+        "device nowhere/d1: school `nowhere` is not in [[schools]]",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
 }

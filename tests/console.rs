@@ -42,6 +42,12 @@ schools = ["{OWN}"]
 password = "safety-pass-123"
 
 [[users.seed]]
+name = "safety.qian"
+role = "school_safety"
+schools = ["{OWN}"]
+password = "safety-pass-456"
+
+[[users.seed]]
 name = "bureau.chen"
 role = "bureau"
 password = "bureau-pass-123"
@@ -59,6 +65,7 @@ fn users_json() -> serde_json::Value {
         "operator": {"name": "op.li", "password": "operator-pass-1"},
         "lab": {"name": "lab.wang", "password": "lab-pass-12345", "school": OWN},
         "safety": {"name": "safety.zhao", "password": "safety-pass-123", "school": OWN},
+        "safety2": {"name": "safety.qian", "password": "safety-pass-456", "school": OWN},
         "bureau": {"name": "bureau.chen", "password": "bureau-pass-123"},
         "admin": {"name": "admin", "password": "admin-pass-1234"},
     })

@@ -59,6 +59,56 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
             seen.1 |= a["class"] == "fault" && a["rule"] == "offline";
         }
     }
+    // The bureau's picture is there from the start: last month's tickets in three schools,
+    // one school's month submitted and one late; and the ventilation failure of xhsy/cab-2
+    // files a ticket naming its place. (Checked after the demo is stopped, so a failure does
+    // not leave it running.)
+    let token = "demo-operator-token-change-me";
+    let get = |path: String| async move {
+        let resp = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{http}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?;
+        resp.json::<serde_json::Value>().await.ok()
+    };
+    let now = campusguard::model::now_ms();
+    let (y, m, _) = campusguard::tickets::time::local_date(now, 8 * 3_600_000);
+    let previous = if m == 1 {
+        format!("{}-12", y - 1)
+    } else {
+        format!("{y:04}-{:02}", m - 1)
+    };
+    let stats = get(format!(
+        "/api/v1/stats/tickets?by=school&from={previous}&to={previous}"
+    ))
+    .await
+    .unwrap_or_default();
+    let calendar = get(format!("/api/v1/reports?month={previous}"))
+        .await
+        .unwrap_or_default();
+    let drills = get("/api/v1/drills/history".into())
+        .await
+        .unwrap_or_default();
+    let vent = Instant::now() + Duration::from_secs(30);
+    let mut vent_ticket = serde_json::Value::Null;
+    while vent_ticket.is_null() && Instant::now() < vent {
+        let list = get("/api/v1/tickets?school=xhsy&state=registered".into())
+            .await
+            .unwrap_or_default();
+        if let Some(t) = list["tickets"].as_array().and_then(|l| {
+            l.iter().find(|t| {
+                t["device"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("cab-2/"))
+            })
+        }) {
+            vent_ticket = t.clone();
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     // The fire was notified to the demo's receiver, which printed it.
     let notified = Instant::now() + Duration::from_secs(10);
     while !printed.lock().unwrap().contains("通知 ← 【火警】") && Instant::now() < notified
@@ -94,6 +144,40 @@ async fn the_demo_shows_alarms_from_the_simulated_campus_within_a_minute() {
         "no offline fault from the device-offline scenario within {elapsed:?}"
     );
     assert!(elapsed < Duration::from_secs(60), "alarms took {elapsed:?}");
+    let found: Vec<u64> = stats["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["found"].as_u64())
+        .filter(|n| *n > 0)
+        .collect();
+    assert_eq!(found.len(), 3, "last month's tickets per school: {stats}");
+    let statuses: Vec<&str> = calendar["schools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["submitted", "late", "missing", "missing"],
+        "{calendar}"
+    );
+    assert_eq!(
+        vent_ticket["location"], "实验楼 化学实验室",
+        "the ventilation failure's ticket: {vent_ticket}"
+    );
+    assert_eq!(vent_ticket["category"], "lab_chemical", "{vent_ticket}");
+    let held = |school: &str| {
+        drills["compliance"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["school"] == school)
+            .map(|c| c["held"].clone())
+    };
+    assert_eq!(held("xhsy"), Some(serde_json::json!(6)), "{drills}");
+    assert_eq!(held("xhyey"), Some(serde_json::json!(3)), "{drills}");
     let status = status.expect("demo stops within 15 s of SIGTERM");
     assert!(status.success(), "demo exited with {status}");
 }

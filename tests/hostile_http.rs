@@ -220,6 +220,7 @@ impl Fixture {
                     (_, "device") => "room-1".into(),
                     (_, "point") => "temp_c".into(),
                     (_, "file") => "app.js".into(),
+                    (_, "month") => this_month(),
                     (_, other) => panic!("no value for path parameter {other}"),
                 },
             };
@@ -256,6 +257,13 @@ impl Fixture {
             _ => json!({}),
         }
     }
+}
+
+/// The current month in Beijing time (the month a ticket filed now is numbered in).
+fn this_month() -> String {
+    let (y, m, _) =
+        campusguard::tickets::time::local_date(campusguard::model::now_ms(), 8 * 3_600_000);
+    format!("{y:04}-{m:02}")
 }
 
 fn new_ticket() -> Value {
@@ -1090,7 +1098,7 @@ async fn a_ledger_description_that_looks_like_a_formula_comes_back_as_text_in_cs
         .map(Result::unwrap)
         .find(|r| &r[0] == number.as_str())
         .expect("the ticket is in the CSV ledger");
-    assert_eq!(&row[4], format!("'{formula}"));
+    assert_eq!(&row[5], format!("'{formula}"));
     assert_eq!(&row[2], "'@SUM(A1:A9)");
 
     // XLSX read back with calamine: a string cell, and no formula anywhere in the sheet.
@@ -1102,7 +1110,7 @@ async fn a_ledger_description_that_looks_like_a_formula_comes_back_as_text_in_cs
         .rows()
         .find(|r| r[0] == Data::String(number.clone()))
         .expect("the ticket is in the XLSX ledger");
-    assert_eq!(row[4], Data::String(formula.to_string()));
+    assert_eq!(row[5], Data::String(formula.to_string()));
     assert_eq!(row[2], Data::String("@SUM(A1:A9)".into()));
     let formulas = book.worksheet_formula(&name).unwrap();
     assert!(
@@ -1820,6 +1828,14 @@ const SCHOOL_SCOPE: &[(&str, Scope)] = &[
     ("POST /api/v1/tickets/{id}/attachments", Scope::Act),
     ("GET /api/v1/tickets/{id}/attachments/{sha256}", Scope::Get),
     ("GET /api/v1/stats/tickets", Scope::List(&["", "by=school"])),
+    ("GET /api/v1/drills/history", Scope::List(&[""])),
+    ("GET /api/v1/reports", Scope::List(&["month={month}"])),
+    ("POST /api/v1/reports/{school}/{month}/submit", Scope::Act),
+    ("GET /api/v1/reports/{school}/{month}", Scope::Get),
+    (
+        "GET /api/v1/reports/district/{month}",
+        Scope::List(&["format=json", "format=csv"]),
+    ),
 ];
 
 /// The expectation of an operation; panics naming it when there is none.
@@ -2001,6 +2017,18 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
         .post_json("/api/v1/drills", Some(&other("operator")), drill)
         .await;
     assert_eq!(status, 201, "{d}");
+    // The other school's month, submitted: a frozen report to be refused to us.
+    let (status, r) = gw
+        .post_json(
+            &format!("/api/v1/reports/{OTHER}/{month}/submit"),
+            Some(&other("school_safety")),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{r}");
+    // The devices that published once go stale after 2 s (`test_room`) and raise a fault each:
+    // let those be raised before alarm counts are compared between scopes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let fx = Fixture {
         alarm_id,
         ticket_id,

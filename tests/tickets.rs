@@ -789,7 +789,7 @@ async fn export_round_trip(db: Db) {
         .map(|r| r.cells().iter().map(|c| c.to_string()).collect())
         .collect();
     assert_eq!(parsed, expected);
-    assert_eq!(parsed[0][12], "待验收");
+    assert_eq!(parsed[0][15], "待验收");
 
     let xlsx = tickets
         .export(&month, Format::Xlsx, Lang::En, None)

@@ -1,5 +1,6 @@
 //! Benchmark (ignored by default): 100,000 tickets in the machine's PostgreSQL, then the p50 /
-//! p99 latency of filtered list queries and of the monthly ledger export (CSV and XLSX).
+//! p99 latency of filtered list queries, of the monthly ledger export (CSV and XLSX), of the
+//! district statistics and of submitting (freezing) a school's month.
 //! Run: `cargo test --test tickets_bench -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use campusguard::tickets::export::Format;
 use campusguard::tickets::model::Lang;
+use campusguard::tickets::stats::StatsBy;
 use campusguard::tickets::{Category, ListFilter, State, Tickets, TicketsConfig};
 use sqlx::Executor;
 
@@ -149,6 +151,49 @@ async fn benchmark_filtered_list_and_monthly_export_with_100k_tickets_in_postgre
             &mut samples,
         );
     }
+
+    // The district page's statistics, counted by the server.
+    let bureau = campusguard::access::Principal {
+        name: "bureau".into(),
+        role: Some(campusguard::access::Role::Bureau),
+        schools: None,
+    };
+    let (from, to) = campusguard::tickets::export::month_bounds(&month, &config).unwrap();
+    for (name, by, from) in [
+        ("stats by school, one month", StatsBy::School, from),
+        (
+            "stats by month, twelve months",
+            StatsBy::Month,
+            to - 365 * DAY,
+        ),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let groups = tickets.stats(&bureau, by, from, to, now).await.unwrap();
+            samples.push(t.elapsed());
+            assert!(!groups.is_empty());
+        }
+        report(name, &mut samples);
+    }
+    // Submitting a school's month: its ledger rendered in three formats and frozen.
+    let mut samples = Vec::new();
+    for school in 0..5 {
+        let id = format!("school{school}");
+        let safety = campusguard::access::Principal {
+            name: format!("safety-{id}"),
+            role: Some(campusguard::access::Role::SchoolSafety),
+            schools: Some(std::sync::Arc::from(vec![id.clone()])),
+        };
+        let t = Instant::now();
+        let snapshot = tickets.submit_report(&safety, &id, &month).await.unwrap();
+        samples.push(t.elapsed());
+        assert!(snapshot.row_count > 0);
+    }
+    report(
+        "submit a school's month (freeze CSV, XLSX, JSON)",
+        &mut samples,
+    );
 
     tickets.store.drop_schema(&schema).await.unwrap();
     tickets.store.close().await;

@@ -68,7 +68,9 @@
     let body = null;
     try { body = await resp.json(); } catch (e) { body = null; }
     if (!resp.ok) {
-      const err = new Error((body && body.message) || resp.statusText);
+      // The server's message in the console's language, where it has one.
+      const zh = I.lang === "zh-CN" && body && body.message_zh;
+      const err = new Error(zh || (body && body.message) || resp.statusText);
       err.status = resp.status;
       throw err;
     }

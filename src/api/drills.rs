@@ -23,6 +23,7 @@ use crate::pipeline::Command;
 pub fn routes() -> Routes {
     Routes::new()
         .route("/api/v1/drills", get(list).post(start))
+        .route("/api/v1/drills/history", get(history))
         .route("/api/v1/drills/{id}", delete(end))
 }
 
@@ -76,6 +77,114 @@ async fn list(
     });
     drills.sort_by(|a, b| (&a.school, &a.building).cmp(&(&b.school, &b.building)));
     Ok(Json(drills))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    school: Option<String>,
+    /// `YYYY-MM` (its start) or Unix ms. Default: twelve months before `to`.
+    from: Option<String>,
+    /// `YYYY-MM` (its end) or Unix ms. Default: now.
+    to: Option<String>,
+    #[serde(default, rename = "token")]
+    _token: Option<String>,
+}
+
+/// At most this many drills in one history answer.
+const HISTORY_LIMIT: i64 = 5000;
+
+/// A window bound: `YYYY-MM` (the month's start, or its end with `end`) or Unix ms.
+fn bound(value: &str, end: bool, offset_ms: i64) -> Result<i64, ApiError> {
+    if let Some((y, m)) = crate::tickets::time::parse_month(value) {
+        let (start, stop) = crate::tickets::time::month_range(y, m, offset_ms);
+        return Ok(if end { stop } else { start });
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|ms| (0..=253_402_300_799_999).contains(ms))
+        .ok_or_else(|| ApiError::bad_request(format!("`{value}`: expected YYYY-MM or Unix ms")))
+}
+
+/// Past and running drills (kept after they end), and per school how many were held against
+/// the target of its kind: one a month (schools) or one every two months (kindergartens).
+async fn history(
+    State(state): State<AppState>,
+    Reader(who): Reader,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query?;
+    let offset = state.tickets.config.offset_ms();
+    let now = now_ms();
+    let to = match q.to.as_deref() {
+        Some(v) => bound(v, true, offset)?,
+        None => now + 1,
+    };
+    let from = match q.from.as_deref() {
+        Some(v) => bound(v, false, offset)?,
+        None => to.saturating_sub(365 * 86_400_000),
+    };
+    if to <= from {
+        return Err(ApiError::bad_request("`to` must be after `from`"));
+    }
+    if let Some(school) = &q.school {
+        if !who.may_see_school(school) {
+            return Err(ApiError::forbidden(format!(
+                "school `{school}` is outside your scope"
+            )));
+        }
+    }
+    let mut drills = state
+        .store
+        .drill_history(q.school.as_deref(), from, to, HISTORY_LIMIT)
+        .await
+        .map_err(ApiError::internal)?;
+    drills.retain(|d| who.may_see_school(&d.school));
+    let schools = &state.tickets.config.schools;
+    // Every listed school (and any that drilled), each counted against its kind's target.
+    let mut ids: Vec<String> = schools.all().iter().map(|s| s.id.clone()).collect();
+    for d in &drills {
+        if !ids.contains(&d.school) {
+            ids.push(d.school.clone());
+        }
+    }
+    ids.retain(|id| who.may_see_school(id) && q.school.as_deref().is_none_or(|s| s == id));
+    let months = months_between(from, to, offset);
+    let compliance: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            let kind = schools.kind_of(id);
+            let held = drills.iter().filter(|d| &d.school == id).count();
+            let interval = kind.drill_interval_months();
+            let required = months.div_ceil(interval);
+            serde_json::json!({
+                "school": id,
+                "name": schools.name_of(id),
+                "kind": kind.as_str(),
+                "held": held,
+                "required": required,
+                "interval_months": interval,
+                "per_school_year": kind.drills_per_school_year(),
+                "compliant": held >= required as usize,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "months": months,
+        "drills": drills,
+        "compliance": compliance,
+    })))
+}
+
+/// The local months [from, to) touches.
+fn months_between(from: i64, to: i64, offset_ms: i64) -> u32 {
+    let (fy, fm, _) = crate::tickets::time::local_date(from, offset_ms);
+    let (ty, tm, _) = crate::tickets::time::local_date(to.saturating_sub(1), offset_ms);
+    let months = (ty - fy) * 12 + i64::from(tm) - i64::from(fm) + 1;
+    u32::try_from(months.max(1)).unwrap_or(u32::MAX)
 }
 
 /// `duration` as humantime (`"45m"`, `"2h"`) or as a number of minutes.

@@ -1,5 +1,6 @@
-//! `ApiError`: a status and a JSON body `{"error": code, "message": …}`; internals are logged
-//! once, never sent.
+//! `ApiError`: a status and a JSON body `{"error": code, "message": …}` (and `message_zh`, the
+//! same in Chinese, where there is one: the console shows it to a user reading Chinese);
+//! internals are logged once, never sent.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The message in Chinese, for the console.
+    pub message_zh: Option<String>,
 }
 
 impl ApiError {
@@ -19,7 +22,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            message_zh: None,
         }
+    }
+    /// The same error with its message in Chinese too.
+    pub fn with_zh(mut self, message_zh: impl Into<String>) -> Self {
+        self.message_zh = Some(message_zh.into());
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -47,6 +56,7 @@ impl ApiError {
             "internal",
             "internal error; see the gateway log",
         )
+        .with_zh("网关内部错误，请查看网关日志")
     }
 }
 
@@ -54,7 +64,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({ "error": self.code, "message": self.message })),
+            match self.message_zh {
+                Some(zh) => {
+                    Json(json!({ "error": self.code, "message": self.message, "message_zh": zh }))
+                }
+                None => Json(json!({ "error": self.code, "message": self.message })),
+            },
         )
             .into_response()
     }

@@ -26,6 +26,7 @@ mod guard;
 mod health;
 mod kpis;
 pub mod openapi;
+mod reports;
 mod routes;
 pub mod server;
 mod state;

@@ -23,6 +23,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("console", include_str!("openapi/console.json")),
     ("tickets", include_str!("openapi/tickets.json")),
     ("drills", include_str!("openapi/drills.json")),
+    ("reports", include_str!("openapi/reports.json")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use axum::{middleware, Router};
 use super::area::Routes;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{alarm_history, alarms, console, devices, drills, guard, health, tickets};
+use super::{alarm_history, alarms, console, devices, drills, guard, health, reports, tickets};
 
 /// Every area's routes, merged.
 pub fn areas() -> Routes {
@@ -22,6 +22,7 @@ pub fn areas() -> Routes {
         .merge(console::routes())
         .merge(tickets::routes())
         .merge(drills::routes())
+        .merge(reports::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -19,6 +19,7 @@ use super::state::AppState;
 use crate::model::now_ms;
 use crate::tickets::export::Format;
 use crate::tickets::model::{AttachmentKind, Lang};
+use crate::tickets::stats::StatsBy;
 use crate::tickets::{
     workflow, Action, ActionInput, Category, Grade, ListFilter, NewTicket, State as TicketState,
     Ticket, TicketError,
@@ -45,13 +46,15 @@ pub fn routes() -> Routes {
 
 impl From<TicketError> for ApiError {
     fn from(e: TicketError) -> Self {
-        match e {
+        let zh = ticket_error_zh(&e);
+        let error = match e {
             TicketError::NotFound(_) => ApiError::not_found(e.to_string()),
             TicketError::Forbidden(_) => ApiError::forbidden(e.to_string()),
             TicketError::Invalid(_) => ApiError::bad_request(e.to_string()),
             TicketError::IllegalTransition { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "illegal_transition", e.to_string())
             }
+            TicketError::Conflict(_) => ApiError::conflict(e.to_string()),
             TicketError::StaleVersion { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_version", e.to_string())
             }
@@ -61,14 +64,52 @@ impl From<TicketError> for ApiError {
                 e.to_string(),
             ),
             TicketError::Database(_) | TicketError::Io(_) => ApiError::internal(e),
+        };
+        match zh {
+            Some(zh) if error.message_zh.is_none() => error.with_zh(zh),
+            _ => error,
         }
     }
 }
 
-/// A ticket as the API shows it: the record plus derived `overdue` and `allowed_actions`.
-fn view(t: &Ticket, now: i64) -> Value {
+/// A ticket error as the console shows it to a user reading Chinese.
+fn ticket_error_zh(e: &TicketError) -> Option<String> {
+    use crate::tickets::model::Lang;
+    Some(match e {
+        TicketError::NotFound(what) => format!("没有找到 {what}"),
+        TicketError::Forbidden(_) => "无权进行此操作（角色或学校范围不符）".into(),
+        TicketError::Invalid(why) => format!("输入有误：{why}"),
+        TicketError::IllegalTransition { state, action, .. } => format!(
+            "工单处于「{}」状态，不能执行「{}」",
+            state.label(Lang::Zh),
+            action_zh(*action)
+        ),
+        TicketError::StaleVersion { .. } => "工单已被他人修改，请刷新后重试".into(),
+        TicketError::Conflict(_) => "该月已上报，月报已冻结，不能重复上报".into(),
+        TicketError::InsufficientStorage(_) => "存储空间不足，附件未保存，请联系管理员".into(),
+        TicketError::Database(_) | TicketError::Io(_) => return None,
+    })
+}
+
+fn action_zh(action: Action) -> &'static str {
+    match action {
+        Action::Assign => "指派整改",
+        Action::Defer => "暂缓管控",
+        Action::Report => "上报整改",
+        Action::Verify => "验收销号",
+        Action::Reject => "验收不通过",
+        Action::FixNow => "立查立改",
+        Action::Supervise => "挂牌督办",
+        Action::Unsupervise => "取消督办",
+    }
+}
+
+/// A ticket as the API shows it: the record plus derived `overdue` and `allowed_actions`, and
+/// `school_name` from `[[schools]]`.
+fn view(t: &Ticket, now: i64, schools: &crate::schools::Schools) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
+        map.insert("school_name".into(), json!(schools.name_of(&t.school)));
         map.insert("overdue".into(), json!(t.is_overdue(now)));
         map.insert(
             "allowed_actions".into(),
@@ -133,7 +174,7 @@ async fn list(
     let tickets = state.tickets.list(&who, filter).await?;
     let now = now_ms();
     Ok(Json(json!({
-        "tickets": tickets.iter().map(|t| view(t, now)).collect::<Vec<_>>(),
+        "tickets": tickets.iter().map(|t| view(t, now, &state.tickets.config.schools)).collect::<Vec<_>>(),
         "limit": limit,
         "offset": offset,
     })))
@@ -146,7 +187,11 @@ async fn file(
 ) -> Result<Response, ApiError> {
     let Json(new) = body?;
     let ticket = state.tickets.file(&who, new).await?;
-    Ok((StatusCode::CREATED, Json(view(&ticket, now_ms()))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&ticket, now_ms(), &state.tickets.config.schools)),
+    )
+        .into_response())
 }
 
 async fn get_one(
@@ -157,7 +202,7 @@ async fn get_one(
     let ticket = state.tickets.get(&who, &id).await?;
     let occurrences = state.tickets.store.occurrences(&id).await?;
     let attachments = state.tickets.store.attachments(&id).await?;
-    let mut v = view(&ticket, now_ms());
+    let mut v = view(&ticket, now_ms(), &state.tickets.config.schools);
     if let Value::Object(map) = &mut v {
         map.insert("occurrences_list".into(), json!(occurrences));
         map.insert("attachments".into(), json!(attachments));
@@ -188,7 +233,7 @@ async fn act(
     })?;
     let Json(input) = body?;
     let ticket = state.tickets.act(&who, &id, action, input).await?;
-    Ok(Json(view(&ticket, now_ms())))
+    Ok(Json(view(&ticket, now_ms(), &state.tickets.config.schools)))
 }
 
 async fn list_attachments(
@@ -390,60 +435,71 @@ async fn export(
 #[serde(deny_unknown_fields)]
 struct StatsQuery {
     by: Option<String>,
+    /// `YYYY-MM` (from the start of that month) or Unix ms. Default: this month's start.
+    from: Option<String>,
+    /// `YYYY-MM` (to the end of that month) or Unix ms. Default: now.
+    to: Option<String>,
     #[serde(default, rename = "token")]
     _token: Option<String>,
 }
 
-/// Per school: open, overdue, closed this month, median days to close (of those).
+/// A window bound: `YYYY-MM` (the month's start, or its end with `end`) or Unix ms.
+fn bound(value: &str, end: bool, offset_ms: i64) -> Result<i64, ApiError> {
+    if let Some((y, m)) = crate::tickets::time::parse_month(value) {
+        let (start, stop) = crate::tickets::time::month_range(y, m, offset_ms);
+        return Ok(if end { stop } else { start });
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        // Up to the year 9999: bounds that overflow nothing downstream.
+        .filter(|ms| (0..=253_402_300_799_999).contains(ms))
+        .ok_or_else(|| ApiError::bad_request(format!("`{value}`: expected YYYY-MM or Unix ms")))
+}
+
+/// Counts per school, category, grade or month in a window: found, open, overdue,
+/// supervised, closed, median days to close.
 async fn stats(
     State(state): State<AppState>,
     TicketUser(who): TicketUser,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query?;
-    if q.by.as_deref().unwrap_or("school") != "school" {
-        return Err(ApiError::bad_request("by must be school"));
-    }
+    let by = StatsBy::parse(q.by.as_deref().unwrap_or("school"))
+        .ok_or_else(|| ApiError::bad_request("by must be school, category, grade or month"))?;
     let now = now_ms();
     let offset = state.tickets.config.offset_ms();
-    let (y, m, _) = crate::tickets::time::local_date(now, offset);
-    let (month_start, _) = crate::tickets::time::month_range(y, m, offset);
-    let tickets = state
-        .tickets
-        .store
-        .ledger(month_start, now + 1, who.scope())
-        .await?;
-    let mut by_school: std::collections::BTreeMap<&str, (u64, u64, Vec<f64>)> =
-        std::collections::BTreeMap::new();
-    for t in &tickets {
-        let entry = by_school.entry(&t.school).or_default();
-        if t.state != TicketState::Closed {
-            entry.0 += 1;
+    let from = match q.from.as_deref() {
+        Some(v) => bound(v, false, offset)?,
+        None => {
+            let (y, m, _) = crate::tickets::time::local_date(now, offset);
+            crate::tickets::time::month_range(y, m, offset).0
         }
-        if t.is_overdue(now) {
-            entry.1 += 1;
-        }
-        if let Some(closed) = t.closed_at.filter(|c| *c >= month_start) {
-            entry.2.push((closed - t.found_at) as f64 / 86_400_000.0);
-        }
-    }
-    let rows: Vec<Value> = by_school
-        .into_iter()
-        .map(|(school, (open, overdue, mut days))| {
-            days.sort_by(f64::total_cmp);
-            let median = match days.len() {
-                0 => None,
-                n if n % 2 == 1 => Some(days[n / 2]),
-                n => Some((days[n / 2 - 1] + days[n / 2]) / 2.0),
-            };
-            json!({
-                "school": school,
-                "open": open,
-                "overdue": overdue,
-                "closed_this_month": days.len(),
-                "median_days_to_close": median,
+    };
+    let to = match q.to.as_deref() {
+        Some(v) => bound(v, true, offset)?,
+        None => now + 1,
+    };
+    let rows = state.tickets.stats(&who, by, from, to, now).await?;
+    let mut answer = json!({ "by": by.as_str(), "from": from, "to": to, "groups": rows });
+    if by == StatsBy::School {
+        // The shape of the first version of this endpoint, kept for its readers.
+        let schools: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "school": r.key,
+                    "name": r.label,
+                    "open": r.open,
+                    "overdue": r.overdue,
+                    "supervised": r.supervised,
+                    "found": r.found,
+                    "closed_this_month": r.closed,
+                    "median_days_to_close": r.median_days_to_close,
+                })
             })
-        })
-        .collect();
-    Ok(Json(json!({ "by": "school", "schools": rows })))
+            .collect();
+        answer["schools"] = json!(schools);
+    }
+    Ok(Json(answer))
 }

@@ -27,8 +27,11 @@ use crate::notify::NotifyConfig;
 use crate::pipeline::{DeviceConfig, PipelineConfig};
 use crate::redact::Secrets;
 use crate::rules::{ProfileSet, RulesConfig};
+use crate::schools::{School, Schools};
 use crate::store::timeseries::{TimeseriesConfig, TimeseriesKind};
 use crate::store::StorageConfig;
+use crate::tickets::config::Place;
+use crate::tickets::reports::ReportsConfig;
 use crate::tickets::TicketsConfig;
 use crate::users::UsersConfig;
 
@@ -65,6 +68,12 @@ pub struct Config {
     pub tickets: TicketsConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The district's schools (`[[schools]]`: id, name, code, kind).
+    #[serde(default)]
+    pub schools: Vec<School>,
+    /// The reporting calendar (`[reports]`: due days of the monthly hazard reports).
+    #[serde(default)]
+    pub reports: ReportsConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -163,6 +172,7 @@ impl Config {
             }
             None => ProfileSet::builtin(),
         };
+        config.share_with_tickets();
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -174,9 +184,45 @@ impl Config {
         }
     }
 
+    /// Hands the ticket service what it reads from other sections: the schools, the reporting
+    /// calendar and where each configured device is.
+    fn share_with_tickets(&mut self) {
+        self.tickets.schools = Schools::new(self.schools.clone());
+        self.tickets.reports = self.reports.clone();
+        self.tickets.places = self
+            .devices
+            .iter()
+            .filter(|d| d.building.is_some() || d.room.is_some())
+            .map(|d| {
+                (
+                    format!("{}/{}", d.school, d.id),
+                    Place {
+                        building: d.building.clone(),
+                        room: d.room.clone(),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// Valid but worth saying: deprecated keys. `check` prints them as notes.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.users.deprecations();
+        if !self.tickets.school_codes.is_empty() {
+            notes.push(
+                "tickets.school_codes is deprecated: give each school its `code` in [[schools]] \
+                 (id, name, code, kind); the old table is still read for schools without one"
+                    .to_string(),
+            );
+        }
+        notes
+    }
+
     /// Cross-checks across components; returns every problem found.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        let schools = Schools::new(self.schools.clone());
+        problems.extend(schools.validate());
         problems.extend(self.profiles.validate());
         problems.extend(self.mqtt.validate());
         problems.extend(self.http.validate());
@@ -208,6 +254,12 @@ impl Config {
             }
             if !seen.insert(key.clone()) {
                 problems.push(format!("device {key}: duplicate device"));
+            }
+            if !schools.is_empty() && schools.get(&device.school).is_none() {
+                problems.push(format!(
+                    "device {key}: school `{}` is not in [[schools]]",
+                    device.school
+                ));
             }
             if !self.profiles.profiles.contains_key(&device.profile) {
                 problems.push(format!(
@@ -255,11 +307,6 @@ impl Config {
         let mut problems = self.http.run_problems(&tokens);
         problems.extend(self.users.run_problems(&passwords));
         problems
-    }
-
-    /// Keys of older releases that still load but are ignored or renamed; `check` prints them.
-    pub fn deprecations(&self) -> Vec<String> {
-        self.users.deprecations()
     }
 
     /// `check`'s warnings about secrets others can read: a `*_file` secret, or this config
@@ -351,6 +398,17 @@ impl Config {
             self.http.listen,
             self.http.tokens.len()
         ));
+        if !self.schools.is_empty() {
+            out.push_str(&format!(
+                "schools: {} ({})\n",
+                self.schools.len(),
+                self.schools
+                    .iter()
+                    .map(|s| format!("{} {} {}", s.id, s.name, s.kind.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if self.notify.enabled() {
             out.push_str(&format!(
                 "notify: {} channel(s) ({}), {} escalation step(s), {} ticket route(s)\n",

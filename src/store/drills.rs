@@ -67,4 +67,40 @@ impl LocalStore {
             })
             .collect())
     }
+
+    /// Drills started in [from, to), of `school` if given, newest first, at most `limit`.
+    pub async fn drill_history(
+        &self,
+        school: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Drill>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, school, building, started_by, reason, started_at, until, ended_at, ended_by \
+             FROM drills WHERE started_at >= ? AND started_at < ? AND (? IS NULL OR school = ?) \
+             ORDER BY started_at DESC, id DESC LIMIT ?",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(school)
+        .bind(school)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Drill {
+                id: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+                school: r.get(1),
+                building: r.get(2),
+                started_by: r.get(3),
+                reason: r.get(4),
+                started_at: r.get(5),
+                until: r.get(6),
+                ended_at: r.get(7),
+                ended_by: r.get(8),
+            })
+            .collect())
+    }
 }

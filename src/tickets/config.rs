@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::model::{Category, Grade};
+use super::reports::ReportsConfig;
 use crate::model::AlarmClass;
+use crate::schools::Schools;
 
 const DAY: u64 = 24 * 3600;
 
@@ -32,7 +34,9 @@ pub struct TicketsConfig {
     /// policy then retries; an API call answers 500). Also bounds the probe at start.
     #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
     pub acquire_timeout: Duration,
-    /// School id → numbering code (`xhsy = "XHSY"`). Default: the upper-cased id.
+    /// Deprecated: give each school its `code` in `[[schools]]`. School id → numbering code
+    /// (`xhsy = "XHSY"`), read when `[[schools]]` has no code for the school; default: the
+    /// upper-cased id.
     #[serde(default)]
     pub school_codes: BTreeMap<String, String>,
     /// Local time offset for numbering months and the ledger (China: +8 hours).
@@ -61,6 +65,24 @@ pub struct TicketsConfig {
     /// `report` needs at least one "after" photo for these grades.
     #[serde(default = "default_require_after_photo")]
     pub require_after_photo_for: Vec<Grade>,
+    /// The district's schools, from the top-level `[[schools]]` (not a `[tickets]` key): the
+    /// service numbers, names and counts schools from it.
+    #[serde(skip)]
+    pub schools: Schools,
+    /// The reporting calendar, from the top-level `[reports]` (not a `[tickets]` key).
+    #[serde(skip)]
+    pub reports: ReportsConfig,
+    /// `school/device` → where the device is (building, room), from `[[devices]]`: a sensor
+    /// ticket names a place, not a sensor.
+    #[serde(skip)]
+    pub places: BTreeMap<String, Place>,
+}
+
+/// Where a device is: building and room, as `[[devices]]` gives them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Place {
+    pub building: Option<String>,
+    pub room: Option<String>,
 }
 
 // Hand-written so the password in a `postgres://user:password@…` URL never reaches a log line.
@@ -82,6 +104,9 @@ impl std::fmt::Debug for TicketsConfig {
             attachment_max_bytes,
             attachments_max_total_bytes,
             require_after_photo_for,
+            schools,
+            reports,
+            places,
         } = self;
         f.debug_struct("TicketsConfig")
             .field(
@@ -101,6 +126,9 @@ impl std::fmt::Debug for TicketsConfig {
             .field("attachment_max_bytes", attachment_max_bytes)
             .field("attachments_max_total_bytes", attachments_max_total_bytes)
             .field("require_after_photo_for", require_after_photo_for)
+            .field("schools", schools)
+            .field("reports", reports)
+            .field("places", places)
             .finish()
     }
 }
@@ -348,6 +376,9 @@ impl Default for TicketsConfig {
             attachment_max_bytes: default_attachment_max_bytes(),
             attachments_max_total_bytes: default_attachments_max_total_bytes(),
             require_after_photo_for: default_require_after_photo(),
+            schools: Schools::default(),
+            reports: ReportsConfig::default(),
+            places: BTreeMap::new(),
         }
     }
 }
@@ -367,6 +398,21 @@ impl TicketsConfig {
     /// Where attachments are stored, under their content hash.
     pub fn attachment_dir(data_dir: &Path) -> PathBuf {
         data_dir.join("ticket-attachments")
+    }
+
+    /// The numbering code of a school: its `[[schools]]` code, else the deprecated
+    /// `tickets.school_codes`, else the upper-cased id.
+    pub fn school_code(&self, school: &str) -> String {
+        self.schools
+            .code_of(school)
+            .map(str::to_string)
+            .or_else(|| self.school_codes.get(school).cloned())
+            .unwrap_or_else(|| school.to_uppercase())
+    }
+
+    /// The place of a sensor's device, if `[[devices]]` names one.
+    pub fn place_of(&self, school: &str, device: &str) -> Option<&Place> {
+        self.places.get(&format!("{school}/{device}"))
     }
 
     pub fn offset_ms(&self) -> i64 {
@@ -413,6 +459,7 @@ impl TicketsConfig {
                 ));
             }
         }
+        problems.extend(self.reports.validate());
         if self.supervision_interval.is_zero() {
             problems.push("tickets.supervision_interval must be greater than 0".into());
         }

@@ -3,16 +3,22 @@
 //! are Chinese by default, English with `lang = en`. Used by the API and
 //! `campusguard tickets export`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::{Lang, Ticket};
 use super::time::{format_local, month_range, parse_month};
 use super::{TicketError, TicketsConfig};
 
-pub const HEADERS_ZH: [&str; 17] = [
+/// The ledger's columns. Location is a place (building and room), the device apart; the
+/// "five in place" of a hazard (隐患整改五落实: 责任、措施、资金、时限、预案) are the responsible
+/// unit and person, measures, funding, deadline and contingency plan.
+pub const COLUMNS: usize = 20;
+
+pub const HEADERS_ZH: [&str; COLUMNS] = [
     "编号",
     "学校",
     "位置",
+    "设备",
     "来源",
     "隐患描述",
     "类别",
@@ -21,7 +27,9 @@ pub const HEADERS_ZH: [&str; 17] = [
     "责任单位",
     "责任人",
     "整改措施",
+    "整改资金",
     "整改时限",
+    "应急预案",
     "状态",
     "整改完成时间",
     "验收人",
@@ -29,10 +37,11 @@ pub const HEADERS_ZH: [&str; 17] = [
     "是否督办",
 ];
 
-pub const HEADERS_EN: [&str; 17] = [
+pub const HEADERS_EN: [&str; COLUMNS] = [
     "Number",
     "School",
     "Location",
+    "Device",
     "Source",
     "Description",
     "Category",
@@ -41,7 +50,9 @@ pub const HEADERS_EN: [&str; 17] = [
     "Responsible unit",
     "Responsible person",
     "Measures",
+    "Funding",
     "Deadline",
+    "Contingency plan",
     "State",
     "Rectified at",
     "Verifier",
@@ -84,11 +95,12 @@ impl Format {
 }
 
 /// One ledger row, as text, in column order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LedgerRow {
     pub number: String,
     pub school: String,
     pub location: String,
+    pub device: String,
     pub source: String,
     pub description: String,
     pub category: String,
@@ -97,7 +109,9 @@ pub struct LedgerRow {
     pub responsible_unit: String,
     pub responsible_person: String,
     pub measures: String,
+    pub funding: String,
     pub deadline: String,
+    pub contingency_plan: String,
     pub state: String,
     pub rectified_at: String,
     pub verifier: String,
@@ -106,11 +120,12 @@ pub struct LedgerRow {
 }
 
 impl LedgerRow {
-    pub fn cells(&self) -> [&str; 17] {
+    pub fn cells(&self) -> [&str; COLUMNS] {
         [
             &self.number,
             &self.school,
             &self.location,
+            &self.device,
             &self.source,
             &self.description,
             &self.category,
@@ -119,7 +134,9 @@ impl LedgerRow {
             &self.responsible_unit,
             &self.responsible_person,
             &self.measures,
+            &self.funding,
             &self.deadline,
+            &self.contingency_plan,
             &self.state,
             &self.rectified_at,
             &self.verifier,
@@ -129,11 +146,15 @@ impl LedgerRow {
     }
 }
 
-pub fn row(t: &Ticket, lang: Lang, offset_ms: i64) -> LedgerRow {
+/// The ledger row of a ticket; `school_name` is how the school is shown.
+pub fn row(t: &Ticket, lang: Lang, offset_ms: i64, school_name: &str) -> LedgerRow {
     let time = |v: Option<i64>| v.map(|ms| format_local(ms, offset_ms)).unwrap_or_default();
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let source = match (&t.sensor, &t.inspector) {
-        (Some(sensor), _) => format!("{} {sensor}", t.source.label(lang)),
+        (Some(_), _) => match &t.alarm_class {
+            Some(class) => format!("{} {class}", t.source.label(lang)),
+            None => t.source.label(lang).to_string(),
+        },
         (None, Some(who)) => format!("{} {who}", t.source.label(lang)),
         (None, None) => t.source.label(lang).to_string(),
     };
@@ -145,8 +166,9 @@ pub fn row(t: &Ticket, lang: Lang, offset_ms: i64) -> LedgerRow {
     };
     LedgerRow {
         number: t.id.clone(),
-        school: t.school.clone(),
+        school: school_name.to_string(),
         location: t.location.clone(),
+        device: text(&t.device),
         source,
         description: t.description.clone(),
         category: t.category.label(lang).to_string(),
@@ -155,7 +177,9 @@ pub fn row(t: &Ticket, lang: Lang, offset_ms: i64) -> LedgerRow {
         responsible_unit: text(&t.responsible_unit),
         responsible_person: text(&t.responsible_person),
         measures: text(&t.measures),
+        funding: text(&t.funding),
         deadline: time(t.deadline_at),
+        contingency_plan: text(&t.contingency_plan),
         state: t.state.label(lang).to_string(),
         rectified_at: time(t.rectified_at),
         verifier: text(&t.verifier),
@@ -265,7 +289,11 @@ impl super::Tickets {
         let (from, to) = month_bounds(month, &self.config)?;
         let tickets = self.store.ledger(from, to, scope).await?;
         let offset = self.config.offset_ms();
-        Ok(tickets.iter().map(|t| row(t, lang, offset)).collect())
+        let schools = &self.config.schools;
+        Ok(tickets
+            .iter()
+            .map(|t| row(t, lang, offset, schools.name_of(&t.school)))
+            .collect())
     }
 
     pub async fn export(
@@ -290,6 +318,7 @@ mod tests {
             number: "XHSY-202611-0001".into(),
             school: "xhsy".into(),
             location: "A栋, 101".into(),
+            device: String::new(),
             source: "排查 张三".into(),
             description: "灭火器\"过期\"\n两具".into(),
             category: "消防安全".into(),
@@ -298,7 +327,9 @@ mod tests {
             responsible_unit: "办公室".into(),
             responsible_person: "李四".into(),
             measures: "更换".into(),
+            funding: "学校公用经费 800 元".into(),
             deadline: "2026-11-09 09:00".into(),
+            contingency_plan: "临时配备灭火器".into(),
             state: "整改中".into(),
             rectified_at: String::new(),
             verifier: String::new(),
@@ -316,7 +347,9 @@ mod tests {
         assert_eq!(headers, HEADERS_ZH);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 1);
-        assert_eq!(&rows[0][4], "灭火器\"过期\"\n两具");
+        assert_eq!(&rows[0][5], "灭火器\"过期\"\n两具");
+        assert_eq!(&rows[0][12], "学校公用经费 800 元");
+        assert_eq!(&rows[0][14], "临时配备灭火器");
     }
 
     #[test]
@@ -342,7 +375,7 @@ mod tests {
         let mut reader = csv::Reader::from_reader(&csv[3..]);
         let got: Vec<String> = reader
             .records()
-            .map(|r| r.unwrap()[4].to_string())
+            .map(|r| r.unwrap()[5].to_string())
             .collect();
         let want: Vec<String> = formulas.iter().map(|f| format!("'{f}")).collect();
         assert_eq!(got, want);
@@ -350,14 +383,14 @@ mod tests {
         let mut reader = csv::Reader::from_reader(&csv[3..]);
         assert!(reader
             .records()
-            .all(|r| r.unwrap()[10].starts_with("更换 ")));
+            .all(|r| r.unwrap()[11].starts_with("更换 ")));
 
         let xlsx = render(&rows, Format::Xlsx, Lang::Zh).unwrap();
         let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).unwrap();
         let sheet = book.worksheet_range("隐患台账").unwrap();
         for (i, f) in formulas.iter().enumerate() {
             assert_eq!(
-                sheet.get((i + 1, 4)),
+                sheet.get((i + 1, 5)),
                 Some(&Data::String(f.to_string())),
                 "row {i}"
             );

@@ -14,6 +14,8 @@ pub mod config;
 pub mod export;
 pub mod model;
 pub mod policy;
+pub mod reports;
+pub mod stats;
 pub mod store;
 pub mod time;
 pub mod workflow;
@@ -49,6 +51,9 @@ pub enum TicketError {
         action: Action,
         allowed: Vec<Action>,
     },
+    /// Already done and not to be redone (a submitted month).
+    #[error("{0}")]
+    Conflict(String),
     #[error("stale version {expected}: the ticket is at version {current}; reload and retry")]
     StaleVersion { expected: i64, current: i64 },
     #[error("ticket database: {0}")]
@@ -65,7 +70,13 @@ pub enum TicketError {
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
     pub school: String,
+    /// Where, in words. Default: building and room.
+    #[serde(default)]
     pub location: String,
+    #[serde(default)]
+    pub building: Option<String>,
+    #[serde(default)]
+    pub room: Option<String>,
     pub category: Category,
     #[serde(default = "default_grade")]
     pub grade: Grade,
@@ -78,7 +89,11 @@ pub struct NewTicket {
     pub responsible_unit: Option<String>,
     pub responsible_person: Option<String>,
     pub measures: Option<String>,
+    #[serde(default)]
+    pub funding: Option<String>,
     pub deadline_at: Option<i64>,
+    #[serde(default)]
+    pub contingency_plan: Option<String>,
     /// 立查立改: fixed on the spot; the ticket is registered and reported in one step.
     #[serde(default)]
     pub fix_now: Option<FixNow>,
@@ -182,11 +197,7 @@ impl Tickets {
     /// Numbering `<SCHOOLCODE>-<YYYYMM>-<NNNN>`: the code of a school (configured, else the
     /// upper-cased id).
     fn school_code(&self, school: &str) -> String {
-        self.config
-            .school_codes
-            .get(school)
-            .cloned()
-            .unwrap_or_else(|| school.to_uppercase())
+        self.config.school_code(school)
     }
 
     /// Numbering: the `YYYYMM` of a time, in local time.
@@ -231,8 +242,31 @@ impl Tickets {
         if !crate::model::valid_name(&new.school) {
             return Err(TicketError::Invalid("`school` must be a school id".into()));
         }
+        let building = trimmed(&new.building);
+        let room = trimmed(&new.room);
+        let location = if new.location.trim().is_empty() {
+            place_words(building.as_deref(), room.as_deref())
+        } else {
+            new.location.trim().to_string()
+        };
+        for field in [
+            &building,
+            &room,
+            &new.funding,
+            &new.contingency_plan,
+            &new.measures,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if field.len() > 4000 {
+                return Err(TicketError::Invalid(
+                    "text fields are at most 4000 bytes".into(),
+                ));
+            }
+        }
         for (name, value) in [
-            ("location", &new.location),
+            ("location (or building and room)", &location),
             ("description", &new.description),
         ] {
             if value.trim().is_empty() || value.len() > 4000 {
@@ -258,7 +292,11 @@ impl Tickets {
         let mut ticket = self.blank(&new.school, new.category, new.grade, now, &who.name);
         ticket.source = SourceKind::Inspection;
         ticket.inspector = Some(new.inspector.clone().unwrap_or_else(|| who.name.clone()));
-        ticket.location = new.location.trim().to_string();
+        ticket.location = location;
+        ticket.building = building;
+        ticket.room = room;
+        ticket.funding = trimmed(&new.funding);
+        ticket.contingency_plan = trimmed(&new.contingency_plan);
         ticket.description = new.description.trim().to_string();
         ticket.found_at = new.found_at.unwrap_or(now);
         if let Some(unit) = new.responsible_unit.filter(|u| !u.trim().is_empty()) {
@@ -288,7 +326,14 @@ impl Tickets {
     }
 
     /// A fresh `registered` ticket with routing and default fields filled in.
-    fn blank(&self, school: &str, category: Category, grade: Grade, now: i64, by: &str) -> Ticket {
+    pub(crate) fn blank(
+        &self,
+        school: &str,
+        category: Category,
+        grade: Grade,
+        now: i64,
+        by: &str,
+    ) -> Ticket {
         Ticket {
             id: String::new(),
             school: school.to_string(),
@@ -302,11 +347,16 @@ impl Tickets {
             rule: None,
             alarm_class: None,
             location: String::new(),
+            building: None,
+            room: None,
+            device: None,
             description: String::new(),
             responsible_unit: Some(self.config.office_for(category)),
             responsible_person: None,
             measures: None,
+            funding: None,
             deadline_at: None,
+            contingency_plan: None,
             deferral_plan: None,
             interim_measures: None,
             rectification: None,
@@ -357,7 +407,18 @@ impl Tickets {
         ticket.sensor = Some(sensor.clone());
         ticket.rule = Some(rule_key.to_string());
         ticket.alarm_class = Some(alarm.class.as_str().to_string());
-        ticket.location = format!("{}/{}", alarm.device, alarm.point);
+        // A place people can walk to (building and room of the device), with the device
+        // kept apart; the device itself when its place is not configured.
+        let device = format!("{}/{}", alarm.device, alarm.point);
+        match self.config.place_of(&alarm.school, &alarm.device) {
+            Some(place) => {
+                ticket.building = place.building.clone();
+                ticket.room = place.room.clone();
+                ticket.location = place_words(place.building.as_deref(), place.room.as_deref());
+            }
+            None => ticket.location = device.clone(),
+        }
+        ticket.device = Some(device);
         ticket.description = description;
         ticket.found_at = alarm.raised_at;
         ticket.last_occurrence_at = Some(now);
@@ -606,6 +667,25 @@ impl Tickets {
         }
         Ok(marked)
     }
+}
+
+/// A trimmed, non-empty text.
+fn trimmed(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// "实验楼 301" from a building and a room, either of which may be missing.
+pub fn place_words(building: Option<&str>, room: Option<&str>) -> String {
+    [building, room]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Who may upload evidence: the people who file and rectify tickets.

@@ -98,12 +98,27 @@ pub struct Ticket {
     pub sensor: Option<String>,
     pub rule: Option<String>,
     pub alarm_class: Option<String>,
+    /// Where the hazard is, as people name it ("实验楼 301").
     pub location: String,
+    /// The place, when known: building and room.
+    #[serde(default)]
+    pub building: Option<String>,
+    #[serde(default)]
+    pub room: Option<String>,
+    /// Sensor tickets: the device and point (`cab-2/lel_pct`), apart from the place.
+    #[serde(default)]
+    pub device: Option<String>,
     pub description: String,
     pub responsible_unit: Option<String>,
     pub responsible_person: Option<String>,
     pub measures: Option<String>,
+    /// 资金: the money for the rectification and where it comes from.
+    #[serde(default)]
+    pub funding: Option<String>,
     pub deadline_at: Option<i64>,
+    /// 预案: what is done if the hazard strikes before it is fixed.
+    #[serde(default)]
+    pub contingency_plan: Option<String>,
     pub deferral_plan: Option<String>,
     pub interim_measures: Option<String>,
     pub rectification: Option<String>,

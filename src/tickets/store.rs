@@ -21,7 +21,7 @@ use super::TicketError;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/tickets");
 
-const COLUMNS: [&str; 36] = [
+const COLUMNS: [&str; 41] = [
     "id",
     "school",
     "state",
@@ -58,6 +58,11 @@ const COLUMNS: [&str; 36] = [
     "created_by",
     "created_at",
     "updated_at",
+    "funding",
+    "contingency_plan",
+    "building",
+    "room",
+    "device",
 ];
 
 /// What the list endpoint filters on. `scope` is the caller's school scope (`None` = all).
@@ -881,6 +886,11 @@ fn bind_ticket<'q>(
         .bind(t.created_by.clone())
         .bind(t.created_at)
         .bind(t.updated_at)
+        .bind(t.funding.clone())
+        .bind(t.contingency_plan.clone())
+        .bind(t.building.clone())
+        .bind(t.room.clone())
+        .bind(t.device.clone())
 }
 
 fn ticket_from_row(r: &AnyRow) -> Result<Ticket, TicketError> {
@@ -907,11 +917,16 @@ fn ticket_from_row(r: &AnyRow) -> Result<Ticket, TicketError> {
         rule: opt("rule")?,
         alarm_class: opt("alarm_class")?,
         location: text("location")?,
+        building: opt("building")?,
+        room: opt("room")?,
+        device: opt("device")?,
         description: text("description")?,
         responsible_unit: opt("responsible_unit")?,
         responsible_person: opt("responsible_person")?,
         measures: opt("measures")?,
+        funding: opt("funding")?,
         deadline_at: opt_int("deadline_at")?,
+        contingency_plan: opt("contingency_plan")?,
         deferral_plan: opt("deferral_plan")?,
         interim_measures: opt("interim_measures")?,
         rectification: opt("rectification")?,

@@ -90,6 +90,12 @@ pub struct ActionInput {
     pub responsible_unit: Option<String>,
     pub responsible_person: Option<String>,
     pub measures: Option<String>,
+    /// 资金 (assign, fix_now).
+    #[serde(default)]
+    pub funding: Option<String>,
+    /// 预案 (assign, defer).
+    #[serde(default)]
+    pub contingency_plan: Option<String>,
     /// Unix ms.
     pub deadline_at: Option<i64>,
     pub plan: Option<String>,
@@ -185,6 +191,8 @@ pub fn apply(
             set_if(&mut t.responsible_unit, &input.responsible_unit);
             set_if(&mut t.responsible_person, &input.responsible_person);
             set_if(&mut t.measures, &input.measures);
+            set_if(&mut t.funding, &input.funding);
+            set_if(&mut t.contingency_plan, &input.contingency_plan);
             require(&t.responsible_unit, "responsible_unit")?;
             require(&t.responsible_person, "responsible_person")?;
             require(&t.measures, "measures")?;
@@ -199,6 +207,7 @@ pub fn apply(
         Action::Defer => {
             t.deferral_plan = Some(required(&input.plan, "plan")?);
             t.interim_measures = Some(required(&input.interim_measures, "interim_measures")?);
+            set_if(&mut t.contingency_plan, &input.contingency_plan);
             t.deadline_at = Some(input.deadline_at.ok_or_else(|| {
                 TicketError::Invalid("defer needs a new deadline_at (Unix ms)".into())
             })?);
@@ -209,6 +218,7 @@ pub fn apply(
                 set_if(&mut t.responsible_unit, &input.responsible_unit);
                 set_if(&mut t.responsible_person, &input.responsible_person);
                 set_if(&mut t.measures, &input.measures);
+                set_if(&mut t.funding, &input.funding);
                 // Fixed on the spot: what was done is the measure.
                 set_if(&mut t.measures, &input.rectification);
                 if input.measures.is_some() {
@@ -331,11 +341,16 @@ mod tests {
             rule: None,
             alarm_class: None,
             location: "A栋101".into(),
+            building: Some("A栋".into()),
+            room: Some("101".into()),
+            device: None,
             description: "灭火器过期".into(),
             responsible_unit: Some("办公室".into()),
             responsible_person: None,
             measures: None,
+            funding: None,
             deadline_at: None,
+            contingency_plan: None,
             deferral_plan: None,
             interim_measures: None,
             rectification: None,

@@ -72,6 +72,38 @@ async function login(role) {
   pages[role] = page;
   return page;
 }
+// A login on a phone-sized screen (375×812, touch), for the school-safety flows.
+async function loginPhone(role) {
+  const u = users[role];
+  assert(u, `no user for role ${role}`);
+  const context = await browser.newContext({ viewport: { width: 375, height: 812 }, isMobile: true, hasTouch: true, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => { pageErrors.push(`${role} (phone): ${e.message}`); console.log(`  [${role} phone page error] ${e.message}`); });
+  page.on("dialog", (d) => d.accept());
+  await page.goto(base + "/");
+  await page.waitForURL(/\/login$/, { timeout: 5000 });
+  await page.fill("#login-name", u.name);
+  await page.fill("#login-password", u.password);
+  await page.click("#login-submit");
+  await page.waitForURL((url) => !url.pathname.startsWith("/login"), { timeout: 5000 });
+  await page.waitForSelector("#who:not(:empty)", { timeout: 5000 });
+  return page;
+}
+// Measured in the browser: nothing is wider than the screen.
+async function noHorizontalOverflow(page, what) {
+  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert(scroll <= width, `${what}: the page is ${scroll}px wide on a ${width}px screen`);
+}
+// A JPEG as far as the gateway can tell (it recognises evidence by its first bytes).
+const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+async function ticketOf(page, id) {
+  return page.evaluate(async (id) => (await fetch(`/api/v1/tickets/${encodeURIComponent(id)}`)).json(), id);
+}
+async function submitDialog(page) {
+  await page.click("#action-submit");
+  await page.waitForFunction(() => !document.getElementById("action-dialog").open, null, { timeout: 5000 });
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
 }
@@ -234,6 +266,105 @@ try {
     const page = pages.safety;
     await page.waitForSelector("#school-tickets > *", { timeout: 5000 });
     await shot(page, "school-safety");
+  });
+
+  await test("on a phone, school safety registers a hazard with a photo, assigns it and reports it with an after photo; another verifies it", async () => {
+    const page = await loginPhone("safety");
+    await page.waitForSelector("#view-school:not([hidden]) #register-hazard", { timeout: 5000 });
+    await noHorizontalOverflow(page, "school view");
+    await shot(page, "phone-school");
+    await page.click("#register-hazard");
+    await page.selectOption("#action-fields select[name=category]", "fire");
+    await page.fill("#action-fields input[name=building]", "教学楼A");
+    await page.fill("#action-fields input[name=room]", "203");
+    await page.fill("#action-fields textarea[name=description]", "手机登记：走廊灭火器缺失");
+    assert((await page.getAttribute("#action-fields input[name=before]", "accept")) === "image/*", "camera input");
+    assert((await page.getAttribute("#action-fields input[name=before]", "capture")) !== null, "capture attribute");
+    await page.setInputFiles("#action-fields input[name=before]", { name: "before.jpg", mimeType: "image/jpeg", buffer: JPEG });
+    await noHorizontalOverflow(page, "register dialog");
+    await shot(page, "phone-register");
+    await submitDialog(page);
+    const row = page.locator("#school-tickets tr", { hasText: "教学楼A 203" });
+    await row.waitFor({ timeout: 5000 });
+    const id = await row.getAttribute("data-ticket");
+    let tk = await ticketOf(page, id);
+    assert(tk.location === "教学楼A 203" && tk.state === "registered", `registered: ${JSON.stringify(tk)}`);
+    assert(tk.attachments.length === 1 && tk.attachments[0].kind === "before", `before photo: ${JSON.stringify(tk.attachments)}`);
+
+    await page.click(`#school-tickets tr[data-ticket="${id}"] button.action-assign`);
+    assert((await page.inputValue("#action-fields input[name=deadline]")) !== "", "the deadline is prefilled from the grade");
+    await page.fill("#action-fields input[name=responsible_person]", "赵老师");
+    await page.fill("#action-fields textarea[name=measures]", "补配灭火器");
+    await page.fill("#action-fields input[name=funding]", "公用经费 200 元");
+    await page.fill("#action-fields textarea[name=contingency_plan]", "临时调配相邻楼层灭火器");
+    await shot(page, "phone-assign");
+    await submitDialog(page);
+    await page.waitForSelector(`#school-tickets tr[data-ticket="${id}"][data-state="rectifying"] button.action-report`, { timeout: 5000 });
+    await page.click(`#school-tickets tr[data-ticket="${id}"] button.action-report`);
+    await page.fill("#action-fields textarea[name=done]", "已补配两具灭火器");
+    await page.setInputFiles("#action-fields input[name=after]", { name: "after.jpg", mimeType: "image/jpeg", buffer: Buffer.concat([JPEG, Buffer.from([1])]) });
+    await submitDialog(page);
+    await page.waitForSelector(`#school-tickets tr[data-ticket="${id}"][data-state="reported"]`, { timeout: 5000 });
+    tk = await ticketOf(page, id);
+    assert(tk.funding === "公用经费 200 元" && tk.contingency_plan === "临时调配相邻楼层灭火器", `five in place: ${JSON.stringify(tk)}`);
+    assert(tk.attachments.some((a) => a.kind === "after"), "after photo");
+    // The reporter may not verify: the server says why, in the console's language.
+    await page.click(`#school-tickets tr[data-ticket="${id}"] button.action-verify`);
+    await page.click("#action-submit");
+    await page.waitForSelector("#action-error:not([hidden])", { timeout: 5000 });
+    const refusal = await page.textContent("#action-error");
+    assert(refusal.includes("无权进行此操作"), `a Chinese refusal: ${refusal}`);
+    await page.click("#action-cancel");
+    // The ticket page: history, thumbnails, deadline.
+    await page.click(`#school-tickets tr[data-ticket="${id}"] a`);
+    await page.waitForSelector("#ticket-detail .thumbs img", { timeout: 5000 });
+    assert((await page.locator("#ticket-detail .thumbs img").count()) === 2, "two thumbnails");
+    await noHorizontalOverflow(page, "ticket page");
+    await shot(page, "phone-ticket");
+    await page.click("#ticket-close");
+    // The reporter may not verify; the second safety officer of the school does.
+    const other = await loginPhone("safety2");
+    await other.waitForSelector(`#school-tickets tr[data-ticket="${id}"] button.action-verify`, { timeout: 5000 });
+    await other.click(`#school-tickets tr[data-ticket="${id}"] button.action-verify`);
+    await submitDialog(other);
+    tk = await ticketOf(other, id);
+    assert(tk.state === "closed" && tk.verifier === users.safety2.name, `verified: ${tk.state} by ${tk.verifier}`);
+    // The month is submitted from the phone.
+    await page.reload();
+    await page.waitForSelector("#submit-month", { timeout: 5000 });
+    await page.click("#submit-month");
+    await page.waitForSelector("#school-report .report-status[data-status=submitted]", { timeout: 5000 });
+    await noHorizontalOverflow(page, "school view after submitting");
+    await shot(page, "phone-submitted");
+    console.log(`  ${id}: registered, assigned, reported and verified on a phone; month submitted`);
+  });
+
+  await test("the bureau rejects a reported fix, and its district page shows the stats API's numbers and the calendar", async () => {
+    const safety = pages.safety;
+    const fixed = await safety.evaluate(async (school) => (await fetch("/api/v1/tickets", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ school, location: "操场", category: "building", description: "看台螺栓松动", fix_now: { rectification: "已紧固" } }) })).json(), users.safety.school);
+    assert(fixed.state === "reported", `fixed on the spot: ${JSON.stringify(fixed)}`);
+    const page = pages.bureau;
+    await page.reload();
+    await page.waitForSelector(`#bureau-tickets tr[data-ticket="${fixed.id}"] button.action-reject`, { timeout: 5000 });
+    await page.click(`#bureau-tickets tr[data-ticket="${fixed.id}"] button.action-reject`);
+    await page.fill("#action-fields textarea[name=reason]", "照片不清");
+    await submitDialog(page);
+    const rejected = await ticketOf(page, fixed.id);
+    assert(rejected.state === "rectifying" && rejected.reject_reason === "照片不清", `rejected: ${JSON.stringify(rejected)}`);
+    await page.reload();
+    await page.waitForSelector("#district-schools tr[data-key]", { timeout: 5000 });
+    const month = await page.evaluate(() => { const d = new Date(); return d.getFullYear() + "-" + String(d.getMonth() + 1).padStart(2, "0"); });
+    const api = await page.evaluate(async (m) => (await fetch(`/api/v1/stats/tickets?by=school&from=${m}`)).json(), month);
+    for (const g of api.groups) {
+      const cells = await page.locator(`#district-schools tr[data-key="${g.key}"] td.num`).allTextContents();
+      assert(cells.join() === [g.open, g.overdue, g.supervised, g.closed].join(), `${g.key}: page ${cells} vs API ${JSON.stringify(g)}`);
+    }
+    assert((await page.locator("#district-trend rect").count()) === 24, "12 months × found and closed");
+    const own = await page.getAttribute(`#district-calendar tr[data-school="${users.safety.school}"]`, "data-status");
+    const calendar = await page.evaluate(async (m) => (await fetch(`/api/v1/reports?month=${m}`)).json(), month);
+    assert(["submitted", "late"].includes(own), `the phone's month shows as ${own}: ${JSON.stringify(calendar)} ${await page.innerHTML("#district-calendar")}`);
+    await shot(page, "bureau-district");
   });
 
   await test("the console switches to English and shows local times", async () => {

@@ -9,7 +9,9 @@ CG_I18N.add({
     g_major: "重大", c_fire: "消防", c_security: "治安", c_lab_chemical: "实验室/危化品", c_food_water: "食品/饮水",
     c_building: "校舍", c_traffic: "交通", c_other: "其他", a_assign: "指派整改", a_defer: "暂缓管控", a_report: "上报整改",
     a_verify: "验收销号", a_reject: "验收不通过", a_fix_now: "立查立改", a_create: "登记", a_attach: "上传附件",
-    a_supervise: "挂牌督办", a_unsupervise: "取消督办", no_tickets: "没有工单",
+    a_supervise: "挂牌督办", a_unsupervise: "取消督办", no_tickets: "没有工单", t_building: "楼栋", t_room: "房间",
+    t_device: "设备", t_funding: "整改资金", t_contingency: "应急预案", photo_before: "整改前", photo_after: "整改后",
+    photo_other: "附件",
   },
   en: {
     tickets: "Hazard tickets", tickets_disabled: "Tickets module not enabled (工单模块未启用)",
@@ -24,5 +26,7 @@ CG_I18N.add({
     a_assign: "Assign", a_defer: "Defer", a_report: "Report fix", a_verify: "Verify & close",
     a_reject: "Reject", a_fix_now: "Fix now", a_create: "Registered", a_attach: "Attachment added",
     a_supervise: "Supervised", a_unsupervise: "Supervision lifted", no_tickets: "No tickets",
+    t_building: "Building", t_room: "Room", t_device: "Device", t_funding: "Funding",
+    t_contingency: "Contingency plan", photo_before: "Before", photo_after: "After", photo_other: "Attachment",
   },
 });
