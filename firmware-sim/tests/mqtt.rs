@@ -155,6 +155,7 @@ async fn the_simulator_publishes_meta_status_telemetry_and_garbage_to_mosquitto(
     let campus = Campus::demo();
     let garbage_target = "syxx/cab-1";
     let config = SimConfig {
+        port: *PORT,
         client_id: format!("{prefix}-sim"),
         topic_prefix: prefix.clone(),
         interval: Duration::from_millis(200),
@@ -303,6 +304,7 @@ async fn the_load_generator_sends_its_count_at_the_target_rate() {
     let prefix = unique_prefix("loadtest");
     let recorder = Recorder::subscribe(&format!("{prefix}/#"), &format!("{prefix}-rec")).await;
     let config = LoadConfig {
+        port: *PORT,
         client_id: format!("{prefix}-load"),
         topic_prefix: prefix.clone(),
         devices: 50,
@@ -351,6 +353,7 @@ async fn profile_load_publishes_meta_first_and_clears_it_at_the_end() {
     let prefix = unique_prefix("loadmeta");
     let recorder = Recorder::subscribe(&format!("{prefix}/#"), &format!("{prefix}-rec")).await;
     let config = LoadConfig {
+        port: *PORT,
         client_id: format!("{prefix}-load"),
         topic_prefix: prefix.clone(),
         devices: 5,
