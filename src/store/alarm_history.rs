@@ -1,4 +1,4 @@
-//! The alarm history's queries, in one place (so they can move to another pool): a filtered
+//! The alarm history's queries, in one place (pages read on the API's read-only pool): a filtered
 //! page of alarms newest first with keyset pagination on `(raised_at, id)`, and the retention
 //! that deletes old cleared alarms with their journal.
 //!
@@ -256,9 +256,10 @@ impl LocalStore {
         limit: u32,
     ) -> Result<AlarmPage, StoreError> {
         let limit = limit.max(1);
+        // The API's read-only pool: a history page never takes a connection the journal needs.
         let rows = page_query(filter, after, limit)
             .build()
-            .fetch_all(self.pool())
+            .fetch_all(self.read_pool())
             .await?;
         let rows = rows
             .iter()
