@@ -15,8 +15,9 @@ use crate::config::Config;
 
 mod seed;
 
-/// The demo configuration, compiled in so `campusguard demo` needs no files.
-pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+/// The demo configuration, compiled in so `campusguard demo` needs no files (it lives with the
+/// other shipped configs in `config`, which knows their public placeholder secrets).
+pub use crate::config::DEMO_CONFIG;
 
 pub fn demo_config() -> Result<Config, crate::config::ConfigError> {
     Config::from_toml(

@@ -20,7 +20,7 @@ use crate::ingest::modbus::ModbusStats;
 use crate::ingest::mqtt::decode::Reject;
 use crate::model::{AlarmClass, Source};
 use crate::rules::EngineStats;
-use crate::store::timeseries::TimeseriesStats;
+use crate::store::timeseries::stats::TimeseriesStats;
 
 type Labels = Vec<(String, String)>;
 

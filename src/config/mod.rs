@@ -427,10 +427,13 @@ impl Config {
     }
 }
 
+/// The demo's config (`campusguard demo`), compiled in.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
 /// The configs shipped with the gateway, whose secrets are public.
 const SHIPPED: [&str; 2] = [
     include_str!("../../config/gateway.example.toml"),
-    crate::demo::DEMO_CONFIG,
+    DEMO_CONFIG,
 ];
 
 /// The bearer tokens and the seeded passwords of the shipped configs.
