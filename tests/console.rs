@@ -71,36 +71,6 @@ fn users_json() -> serde_json::Value {
     })
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether the browser toolchain is here; installs the npm package when only it is missing.
-fn browser_ready() -> Result<(), String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return Err(format!(
-            "{chromium} not found (apt-get install -y chromium)"
-        ));
-    }
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Err("node not found".into());
-    }
-    let dir = repo().join("tests/console");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| format!("npm ci: {e}"))?;
-        if !status.success() {
-            return Err("npm ci in tests/console failed".into());
-        }
-    }
-    Ok(())
-}
-
 async fn announce(gw: &TestGateway, dev: &Device, school: &str, id: &str, meta: &str) {
     dev.publish_retained(&gw.topic(school, id, "meta"), meta.to_string())
         .await;

@@ -2027,8 +2027,25 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
         .await;
     assert_eq!(status, 201, "{r}");
     // The devices that published once go stale after 2 s (`test_room`) and raise a fault each:
-    // let those be raised before alarm counts are compared between scopes.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // wait until both schools' are raised before alarm counts are compared between scopes.
+    eventually(
+        "both schools' stale faults",
+        Duration::from_secs(10),
+        || {
+            let gw = &gw;
+            async move {
+                let (_, alarms) = gw.get_json("/api/v1/alarms", Some(ADMIN_TOKEN)).await;
+                let alarms = alarms.as_array()?;
+                let stale = |school: &str| {
+                    alarms.iter().any(|a| {
+                        a["school"] == school && a["device"] == "room-1" && a["rule"] == "stale"
+                    })
+                };
+                (stale(SCHOOL) && stale(OTHER)).then_some(())
+            }
+        },
+    )
+    .await;
     let fx = Fixture {
         alarm_id,
         ticket_id,

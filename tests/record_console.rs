@@ -11,40 +11,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn browser_ready() -> Result<(), String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return Err(format!("{chromium} not found"));
-    }
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Err("node not found".into());
-    }
-    let dir = repo().join("tests/console");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| format!("npm ci: {e}"))?;
-        if !status.success() {
-            return Err("npm ci in tests/console failed".into());
-        }
-    }
-    Ok(())
-}
 
 const EXTRA: &str = r#"
 [[users.seed]]
