@@ -332,6 +332,11 @@ impl Config {
         if let Some(f) = &self.timeseries.password_file {
             files.push(("timeseries.password_file".into(), f));
         }
+        for c in &self.notify.channels {
+            for (key, f) in c.secret_files() {
+                files.push((format!("notify.channels `{}`: {key}", c.name), f));
+            }
+        }
         let mut warnings = Vec::new();
         for (what, file) in files {
             let full = crate::secrets::resolve(file);

@@ -8,6 +8,7 @@
 //! either).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -157,17 +158,22 @@ pub struct ChannelConfig {
     pub name: String,
     pub kind: ChannelKind,
     /// Robots and webhook: the URL to POST to (a robot's URL carries its access token), or
-    /// `url_env`, the name of an environment variable holding it.
+    /// `url_env`, the name of an environment variable holding it, or `url_file`, a file
+    /// holding it (see [`crate::secrets`]: a systemd credential when relative).
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
     pub url_env: Option<String>,
-    /// DingTalk and Feishu 加签 secret, the webhook's HMAC key: `secret_env` (an environment
-    /// variable, preferred) or `secret`.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// DingTalk and Feishu 加签 secret, the webhook's HMAC key: `secret_file` or `secret_env`
+    /// (preferred), or `secret`.
     #[serde(default)]
     pub secret: Option<String>,
     #[serde(default)]
     pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// Only alarms and tickets of these schools; omitted = all.
     #[serde(default)]
     pub schools: Option<Vec<String>>,
@@ -185,6 +191,8 @@ pub struct ChannelConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 // Hand-written so neither a secret nor a robot's URL (which carries its token) reaches a log.
@@ -195,8 +203,10 @@ impl std::fmt::Debug for ChannelConfig {
             .field("kind", &self.kind)
             .field("url", &self.url.as_ref().map(|_| "***"))
             .field("url_env", &self.url_env)
+            .field("url_file", &self.url_file)
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("secret_env", &self.secret_env)
+            .field("secret_file", &self.secret_file)
             .field("schools", &self.schools)
             .field("max_per_minute", &self.max_per_minute)
             .field("smtp_url", &self.smtp_url.as_ref().map(|u| redact_url(u)))
@@ -204,6 +214,7 @@ impl std::fmt::Debug for ChannelConfig {
             .field("to", &self.to)
             .field("username", &self.username)
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .finish()
     }
 }
@@ -221,8 +232,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Reads `value`, or the environment variable named by `env`.
-fn from_env_or(value: &Option<String>, env: &Option<String>) -> Option<String> {
+/// Reads the file `file` names (see [`crate::secrets`]), or the environment variable named by
+/// `env`, or `value` (at most one is set; `validate` says so).
+fn from_file_env_or(
+    value: &Option<String>,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Option<String> {
+    if let Some(path) = file {
+        return crate::secrets::read(path).ok();
+    }
     env.as_ref()
         .and_then(|name| std::env::var(name).ok())
         .or_else(|| value.clone())
@@ -230,19 +249,30 @@ fn from_env_or(value: &Option<String>, env: &Option<String>) -> Option<String> {
 }
 
 impl ChannelConfig {
-    /// The URL (robots, webhook), from `url_env` or `url`.
+    /// The URL (robots, webhook), from `url_file`, `url_env` or `url`.
     pub fn resolved_url(&self) -> Option<String> {
-        from_env_or(&self.url, &self.url_env)
+        from_file_env_or(&self.url, &self.url_env, &self.url_file)
     }
 
-    /// The signing secret, from `secret_env` or `secret`.
+    /// The signing secret, from `secret_file`, `secret_env` or `secret`.
     pub fn resolved_secret(&self) -> Option<String> {
-        from_env_or(&self.secret, &self.secret_env)
+        from_file_env_or(&self.secret, &self.secret_env, &self.secret_file)
     }
 
-    /// The SMTP password, from `password_env`.
+    /// The SMTP password, from `password_file` or `password_env`.
     pub fn resolved_password(&self) -> Option<String> {
-        from_env_or(&None, &self.password_env)
+        from_file_env_or(&None, &self.password_env, &self.password_file)
+    }
+
+    /// The secret files this channel names, for `check`'s world-readable warning.
+    pub fn secret_files(&self) -> impl Iterator<Item = (&'static str, &PathBuf)> {
+        [
+            ("url_file", &self.url_file),
+            ("secret_file", &self.secret_file),
+            ("password_file", &self.password_file),
+        ]
+        .into_iter()
+        .filter_map(|(key, file)| file.as_ref().map(|f| (key, f)))
     }
 
     pub fn max_per_minute(&self) -> u32 {
@@ -274,22 +304,49 @@ impl ChannelConfig {
             not_for("to", !self.to.is_empty());
             not_for("username", self.username.is_some());
             not_for("password_env", self.password_env.is_some());
+            not_for("password_file", self.password_file.is_some());
         } else {
             not_for("url", self.url.is_some());
             not_for("url_env", self.url_env.is_some());
+            not_for("url_file", self.url_file.is_some());
             not_for("secret", self.secret.is_some());
             not_for("secret_env", self.secret_env.is_some());
+            not_for("secret_file", self.secret_file.is_some());
         }
         if self.kind == ChannelKind::Wecom {
             // The WeCom robot has no signing: its URL's key is the secret.
             not_for("secret", self.secret.is_some());
             not_for("secret_env", self.secret_env.is_some());
+            not_for("secret_file", self.secret_file.is_some());
         }
-        if self.url.is_some() && self.url_env.is_some() {
-            problems.push(format!("{at}: set `url` or `url_env`, not both"));
+        let count = |set: [bool; 3]| set.iter().filter(|s| **s).count();
+        if count([
+            self.url.is_some(),
+            self.url_env.is_some(),
+            self.url_file.is_some(),
+        ]) > 1
+        {
+            problems.push(format!("{at}: set one of `url`, `url_env` and `url_file`"));
         }
-        if self.secret.is_some() && self.secret_env.is_some() {
-            problems.push(format!("{at}: set `secret` or `secret_env`, not both"));
+        if count([
+            self.secret.is_some(),
+            self.secret_env.is_some(),
+            self.secret_file.is_some(),
+        ]) > 1
+        {
+            problems.push(format!(
+                "{at}: set one of `secret`, `secret_env` and `secret_file`"
+            ));
+        }
+        if self.password_env.is_some() && self.password_file.is_some() {
+            problems.push(format!(
+                "{at}: set `password_env` or `password_file`, not both"
+            ));
+        }
+        for (key, file) in self.secret_files() {
+            if let Err(e) = crate::secrets::read(file) {
+                problems.push(format!("{at}: {key}: {e}"));
+            }
         }
         if let Some(var) = &self.url_env {
             if std::env::var(var).map_or(true, |v| v.is_empty()) {
@@ -313,15 +370,22 @@ impl ChannelConfig {
             }
         }
         if http {
-            match (&self.url, &self.url_env, self.resolved_url()) {
-                (None, None, _) => problems.push(format!("{at}: `url` (or `url_env`) is required")),
-                (_, _, Some(url)) => {
+            match (
+                &self.url,
+                &self.url_env,
+                &self.url_file,
+                self.resolved_url(),
+            ) {
+                (None, None, None, _) => problems.push(format!(
+                    "{at}: `url` (or `url_env`, `url_file`) is required"
+                )),
+                (_, _, _, Some(url)) => {
                     if let Err(why) = check_http_url(&url) {
                         // The URL itself is not printed: a robot's URL carries its token.
                         problems.push(format!("{at}: url is not usable: {why}"));
                     }
                 }
-                // url_env not set: reported above.
+                // url_env not set or url_file unreadable: reported above.
                 _ => {}
             }
         } else {
@@ -648,6 +712,76 @@ channels = ["safety-mail"]
         assert!(c.routes[0].takes(AlarmClass::Fire, "xhsy"));
         assert!(!c.routes[0].takes(AlarmClass::Fire, "other"));
         assert!(!c.routes[1].takes(AlarmClass::Fault, "xhsy"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_a_missing_file_or_two_sources_are_reported() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = dir.path().join("robot-url");
+        let secret = dir.path().join("robot-secret");
+        let password = dir.path().join("smtp-password");
+        for (path, text) in [
+            (
+                &url,
+                "https://oapi.dingtalk.com/robot/send?access_token=from-file\n",
+            ),
+            (&secret, "SECfile\n"),
+            (&password, "mail-pass\n"),
+        ] {
+            std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let c = parse(&format!(
+            r#"
+[[channels]]
+name = "duty-room"
+kind = "dingtalk"
+url_file = "{}"
+secret_file = "{}"
+
+[[channels]]
+name = "safety-mail"
+kind = "email"
+smtp_url = "smtp://127.0.0.1:25"
+from = "campusguard@school.example"
+to = ["safety@school.example"]
+username = "campusguard"
+password_file = "{}"
+"#,
+            url.display(),
+            secret.display(),
+            password.display()
+        ));
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert_eq!(
+            c.channels[0].resolved_url().as_deref(),
+            Some("https://oapi.dingtalk.com/robot/send?access_token=from-file")
+        );
+        assert_eq!(c.channels[0].resolved_secret().as_deref(), Some("SECfile"));
+        assert_eq!(
+            c.channels[1].resolved_password().as_deref(),
+            Some("mail-pass")
+        );
+        assert_eq!(c.channels[0].secret_files().count(), 2);
+
+        let broken = parse(&format!(
+            r#"
+[[channels]]
+name = "duty-room"
+kind = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=abc"
+url_file = "{}"
+secret_file = "{}"
+"#,
+            url.display(),
+            dir.path().join("missing").display()
+        ));
+        let problems = broken.validate().join("\n");
+        assert!(
+            problems.contains("set one of `url`, `url_env` and `url_file`"),
+            "{problems}"
+        );
+        assert!(problems.contains("secret_file: cannot read"), "{problems}");
+        assert!(!problems.contains("access_token=abc"), "{problems}");
     }
 
     #[test]
