@@ -22,8 +22,8 @@ use tokio_stream::StreamExt;
 use super::area::Routes;
 use super::error::ApiError;
 use super::extract::{ask, bounded_text, optional_body, AlarmHandler, Reader};
-use super::kpis;
 use super::state::AppState;
+use super::{duty, kpis};
 use crate::access::Principal;
 use crate::alarms::{Alarm, AlarmError, AlarmEvent, ShelveRequest};
 use crate::model::now_ms;
@@ -59,7 +59,7 @@ async fn list_alarms(
     State(state): State<AppState>,
     Reader(who): Reader,
     query: Result<Query<AlarmQuery>, QueryRejection>,
-) -> Result<Json<Vec<Alarm>>, ApiError> {
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let mut alarms = match q.state.as_deref() {
@@ -89,6 +89,16 @@ async fn list_alarms(
         who.may_see_school(&a.school) && q.school.as_deref().is_none_or(|s| *a.school == *s)
     });
     alarms.truncate(limit as usize);
+    // Each with `unattended` where a duty room covers its school (computed here, from the
+    // shifts the API keeps, never by the core).
+    let alarms = alarms
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).map_err(ApiError::internal)?;
+            duty::annotate(&state.duty, &mut v, &a.school, a.raised_at);
+            Ok(v)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(alarms))
 }
 
@@ -124,6 +134,7 @@ async fn get_alarm(
     }
     let journal = state.store.journal(id).await.map_err(ApiError::internal)?;
     let mut body = serde_json::to_value(&alarm).map_err(ApiError::internal)?;
+    duty::annotate(&state.duty, &mut body, &alarm.school, alarm.raised_at);
     if let Some(obj) = body.as_object_mut() {
         obj.insert(
             "journal".into(),
@@ -263,14 +274,22 @@ async fn alarm_stream(
     // Drill starts and ends ride on the same stream as `drill` events (clients that only
     // listen for `alarm` ignore them).
     let drills = drill_events(&state, who.clone());
+    let duty = state.duty.clone();
     let stream = BroadcastStream::new(state.alarm_stream.subscribe()).filter_map(move |item| {
         let _alive = &guard;
         match item {
-            Ok(event) if who.may_see_school(&event.alarm.school) => Some(Ok(Event::default()
-                .event("alarm")
-                .id(event.alarm.id.to_string())
-                .json_data(&*event)
-                .unwrap_or_else(|_| Event::default().comment("unencodable event")))),
+            Ok(event) if who.may_see_school(&event.alarm.school) => {
+                // The board row carries the unattended flag like the list does.
+                let mut data = serde_json::to_value(&*event).unwrap_or_default();
+                duty::annotate(&duty, &mut data, &event.alarm.school, event.alarm.raised_at);
+                Some(Ok(Event::default()
+                    .event("alarm")
+                    .id(event.alarm.id.to_string())
+                    .json_data(&data)
+                    .unwrap_or_else(|_| {
+                        Event::default().comment("unencodable event")
+                    })))
+            }
             Ok(_) => None,
             // The client fell behind: tell it to reload the active list.
             Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
