@@ -435,9 +435,7 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
     assert_eq!(header[9].to_string(), "在岗值班人员");
     let data: Vec<_> = sheet_rows.collect();
     assert_eq!(data.len(), rows.len());
-    assert!(data
-        .iter()
-        .any(|r| r[1].to_string() == "交班" && r[8].to_string() == NOTES));
+    assert!(data.iter().any(|r| r[1] == "交班" && r[8] == NOTES));
     // English on request.
     let (_, body) = get_bytes(
         &gw,
