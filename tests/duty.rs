@@ -199,13 +199,17 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
         .get_json(&format!("/api/v1/alarms/{lonely_id}"), Some(OPERATOR_TOKEN))
         .await;
     assert_eq!(one["unattended"], true);
-    send(
+    let (status, acked) = send(
         &gw,
         &format!("/api/v1/alarms/{lonely_id}/ack"),
         ADMIN_TOKEN,
         json!({}),
     )
     .await;
+    assert_eq!(status, 200);
+    // The action's answer carries the flag too (a board that takes it keeps the badge).
+    assert_eq!(acked["unattended"], true, "{acked}");
+    assert_eq!(acked["transition"], "acknowledged");
     dev.publish(&topic, r#"{"temp_c":20}"#).await;
     fire(&gw, "back to normal", |a| {
         a["id"] == lonely_id && a["condition_active"] == false

@@ -155,8 +155,18 @@ async fn authorize_alarm(state: &AppState, who: &Principal, id: u64) -> Result<(
     Ok(())
 }
 
-fn alarm_result(result: Result<AlarmEvent, AlarmError>) -> Result<Json<AlarmEvent>, ApiError> {
-    result.map(Json).map_err(|e| match e {
+/// The event of an action, with the alarm's `unattended` flag like the list and the stream
+/// (so a board that takes the answer keeps its badge).
+fn alarm_result(
+    duty: &crate::duty::Duty,
+    result: Result<AlarmEvent, AlarmError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let annotated = |event: AlarmEvent| {
+        let mut v = serde_json::to_value(&event).unwrap_or_default();
+        duty::annotate(duty, &mut v, &event.alarm.school, event.alarm.raised_at);
+        Json(v)
+    };
+    result.map(annotated).map_err(|e| match e {
         AlarmError::NotFound(_) => ApiError::not_found(e.to_string()),
         AlarmError::BadShelveExpiry { .. } => ApiError::bad_request(e.to_string()),
         _ if e.is_forbidden() => ApiError::forbidden(e.to_string()),
@@ -175,7 +185,7 @@ async fn acknowledge(
     AlarmHandler(who): AlarmHandler,
     Path(id): Path<String>,
     body: Result<Json<AckBody>, JsonRejection>,
-) -> Result<Json<AlarmEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let body = optional_body(body)?;
     let comment = bounded_text("comment", body.comment, 1000)?;
@@ -187,7 +197,7 @@ async fn acknowledge(
         reply,
     })
     .await?;
-    alarm_result(result)
+    alarm_result(&state.duty, result)
 }
 
 #[derive(Deserialize)]
@@ -203,7 +213,7 @@ async fn shelve(
     AlarmHandler(who): AlarmHandler,
     Path(id): Path<String>,
     body: Result<Json<ShelveBody>, JsonRejection>,
-) -> Result<Json<AlarmEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let Json(body) = body?;
     let duration = humantime::parse_duration(&body.duration)
@@ -226,7 +236,7 @@ async fn shelve(
         reason,
     };
     let result = ask(&state, |reply| Command::Shelve { id, request, reply }).await?;
-    alarm_result(result)
+    alarm_result(&state.duty, result)
 }
 
 #[derive(Deserialize, Default)]
@@ -243,7 +253,7 @@ async fn reset(
     AlarmHandler(who): AlarmHandler,
     Path(id): Path<String>,
     body: Result<Json<ResetBody>, JsonRejection>,
-) -> Result<Json<AlarmEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let body = optional_body(body)?;
     let comment = bounded_text("comment", body.comment, 1000)?;
@@ -256,7 +266,7 @@ async fn reset(
         reply,
     })
     .await?;
-    alarm_result(result)
+    alarm_result(&state.duty, result)
 }
 
 /// The live stream. It ends at shutdown, and — for a console session — when the session ends
