@@ -186,9 +186,17 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
         .await;
     assert_eq!(status, 404);
 
-    // A fire with nobody signed on: unattended on the board, handled by the admin.
+    // A fire with nobody signed on: unattended on the board (list, page and stream), handled
+    // by the admin.
+    let mut stream = AlarmStream::open(&gw, OPERATOR_TOKEN).await;
     let topic = gw.topic("xhsy", "det-1", "telemetry");
     dev.publish(&topic, r#"{"temp_c":65}"#).await;
+    let streamed = stream
+        .next_matching(Duration::from_secs(10), |e| {
+            e["rule"] == "temp_fire" && e["transition"] == "raised"
+        })
+        .await;
+    assert_eq!(streamed["unattended"], true, "{streamed}");
     let lonely = fire(&gw, "the unattended fire", |a| {
         a["state"] == "active_unacked"
     })
@@ -294,6 +302,12 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
     // A fire during the shift: attended; acknowledged and reset by the operator on duty.
     let handled = fire_handled(&gw, &dev, OPERATOR_TOKEN, "值班员到场确认").await;
     assert_eq!(handled["unattended"], false, "{handled}");
+    let streamed = stream
+        .next_matching(Duration::from_secs(10), |e| {
+            e["id"] == handled["id"] && e["transition"] == "acknowledged"
+        })
+        .await;
+    assert_eq!(streamed["unattended"], false, "{streamed}");
     let handled_id = handled["id"].as_i64().unwrap();
     assert_ne!(handled_id as u64, lonely_id);
 
@@ -326,8 +340,25 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
     // The admin signed off last, without notes; the operator's notes are in the log.
     assert_eq!(room["last_handover"]["user"], "admin-1");
 
+    // A drill of the room's school that day, started and ended by the operator on duty.
+    let (status, drill) = send(
+        &gw,
+        "/api/v1/drills",
+        OPERATOR2_TOKEN,
+        json!({"school": "xhsy", "duration": "30m", "reason": "疏散演练"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{drill}");
+    let resp = reqwest::Client::new()
+        .delete(gw.url(&format!("/api/v1/drills/{}", drill["id"])))
+        .bearer_auth(OPERATOR2_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
     // The day's log: the shifts, the handled fire and its acknowledgement in the shift, the
-    // unattended one outside any shift.
+    // unattended one outside any shift, the drill.
     let day = local_day(handled["raised_at"].as_i64().unwrap());
     let log_path = format!("/api/v1/duty/log?room={room_q}&date={day}");
     let (status, log) = gw.get_json(&log_path, Some(BUREAU_TOKEN)).await;
@@ -363,6 +394,10 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
         .as_array()
         .unwrap()
         .contains(&json!(shift_id)));
+    let drills = log["drills"].as_array().unwrap();
+    assert_eq!(drills.len(), 1, "{drills:?}");
+    assert_eq!(drills[0]["reason"], "疏散演练");
+    assert!(drills[0]["ended_at"].as_i64().is_some());
     let lonely_raised = of(lonely_id as i64, "raised");
     assert_eq!(lonely_raised["unattended"], true);
     assert_eq!(lonely_raised["shift_ids"], json!([]));
@@ -414,6 +449,10 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
     assert_eq!(&find("报警", lonely_id as i64)[10], "是");
     assert_eq!(&find("报警", handled_id)[10], "");
     assert!(rows.iter().any(|r| &r[1] == "接班" && &r[7] == "李明"));
+    assert!(rows
+        .iter()
+        .any(|r| &r[1] == "演练开始" && &r[6] == "疏散演练" && &r[7] == "operator-2"));
+    assert!(rows.iter().any(|r| &r[1] == "演练结束"));
     let handover = rows
         .iter()
         .find(|r| &r[1] == "交班" && &r[7] == "李明")
@@ -449,6 +488,7 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
     .await;
     let mut reader = csv::Reader::from_reader(&body[3..]);
     assert_eq!(&reader.headers().unwrap()[1], "What");
+    drop(stream);
     drop(dev);
     gw.stop().await;
 }
