@@ -364,6 +364,8 @@ async fn a_shift_signs_on_handles_a_fire_hands_over_and_the_days_log_lists_it() 
     let (status, log) = gw.get_json(&log_path, Some(BUREAU_TOKEN)).await;
     assert_eq!(status, 200, "{log}");
     assert_eq!(log["date"], day.as_str());
+    // No [[schools]] list here: the names are the ids.
+    assert_eq!(log["school_names"], json!(["xhsy"]));
     let shifts = log["shifts"].as_array().unwrap();
     assert_eq!(shifts.len(), 3);
     let mine = shifts.iter().find(|s| s["id"] == shift_id).unwrap();

@@ -25,6 +25,10 @@ name = "op.duty"
 role = "operator"
 password = "duty-operator-pass-1"
 
+[[schools]]
+id = "xhsy"
+name = "新华实验小学"
+
 [[devices]]
 id = "det-1"
 school = "xhsy"

@@ -372,7 +372,16 @@ async fn day_log(
     match format.as_str() {
         "csv" => csv_export(&log, lang, offset),
         "xlsx" => xlsx_export(log, lang, offset).await,
-        _ => Ok(Json(json_log(&log)).into_response()),
+        _ => {
+            let schools = &state.tickets.config.schools;
+            let mut body = json_log(&log);
+            if let Some(obj) = body.as_object_mut() {
+                // As people read them (the printed record's header); the id when not listed.
+                let names: Vec<&str> = log.schools.iter().map(|s| schools.name_of(s)).collect();
+                obj.insert("school_names".into(), json!(names));
+            }
+            Ok(Json(body).into_response())
+        }
     }
 }
 

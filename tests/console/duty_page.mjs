@@ -119,7 +119,7 @@ try {
     assert(await page.isVisible("#duty-print-header"), "the record's header is printed");
     const header = await page.textContent("#duty-print-header");
     const date = await page.textContent("#duty-log-date");
-    assert(header.includes("值班记录") && header.includes("中控室") && /^\d{4}-\d{2}-\d{2}$/.test(date), `header: ${header}`);
+    assert(header.includes("值班记录") && header.includes("中控室") && header.includes("新华实验小学") && /^\d{4}-\d{2}-\d{2}$/.test(date), `header: ${header}`);
     assert(await page.isVisible("#duty-signatures"), "signature lines are printed");
     assert((await page.textContent("#duty-signatures")).includes("李明"), "a line for the staff on duty");
     assert(await page.isVisible(`#duty-events tr[data-alarm="${alarmId}"]`), "the log is printed");

@@ -170,7 +170,7 @@
         // The printed record's header: what, where, which day.
         h("header", { class: "print-header", id: "duty-print-header" },
           h("h1", {}, t("duty_record_title")),
-          h("div", {}, t("duty_room") + "：", h("b", {}, log.room), "　", t("school") + "：", h("b", {}, (log.schools || []).join("、")),
+          h("div", {}, t("duty_room") + "：", h("b", {}, log.room), "　", t("school") + "：", h("b", {}, (log.school_names || log.schools || []).join("、")),
             "　", t("duty_date") + "：", h("b", { id: "duty-log-date" }, log.date),
             "　", t("duty_planned") + "：", String(log.staff_per_shift))),
         h("h3", {}, t("duty_shifts")), renderShifts(),
