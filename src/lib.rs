@@ -30,6 +30,8 @@
 //! - [`access`]: identity — roles, the caller ([`Principal`](access::Principal)) and its
 //!   school scope; below `api`, `users` and `tickets`, which all import it from here.
 //! - [`users`]: console users (argon2 hashes in the local store) and their sessions.
+//! - [`duty`]: the duty log's control rooms (`[[duty.rooms]]`) and who was on duty when, for
+//!   the API's "unattended" flag on alarms raised while nobody was signed on.
 //!
 //! Around them: [`model`] holds the types every stage shares (readings, sensor ids, the name
 //! rules of the device protocol); [`metrics`] counts and logs notable events for `/metrics`;
@@ -60,6 +62,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod drills;
+pub mod duty;
 pub mod health;
 pub mod ingest;
 pub mod init;
@@ -279,6 +282,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
     let sessions = users::sessions::SessionTable::open(store.pool().clone(), &config.users);
     let sessions = Arc::new(sessions.await?);
     users::sessions::start(sessions.clone(), &shutdown, &supervisor);
+    // The duty log's shifts since the horizon, in memory for the API's unattended flag (read
+    // once here; sign-ons and handovers through the API update it).
+    let duty_since = model::now_ms().saturating_sub(duty::HORIZON_MS);
+    let duty_shifts = store.shifts_since(duty_since).await?;
+    let duty = Arc::new(duty::Duty::new(
+        config.duty.clone(),
+        duty_since,
+        duty_shifts.into_iter().map(|s| {
+            let interval = duty::Interval {
+                on_at: s.on_at,
+                off_at: s.off_at,
+            };
+            (s.room, s.id, interval)
+        }),
+    ));
     let state = api::AppState {
         commands: command_tx,
         store,
@@ -294,6 +312,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Gatewa
         login_throttle: users::LoginThrottle::from_config(&config.users),
         secure_cookie: config.users.secure_cookie,
         tickets,
+        duty,
     };
     // clients → HTTP: at most http.max_connections open (lowered to leave 256 descriptors);
     // at the cap the loop stops accepting and new clients wait in the kernel's accept queue.

@@ -22,8 +22,8 @@ use tokio_stream::StreamExt;
 use super::area::Routes;
 use super::error::ApiError;
 use super::extract::{ask, bounded_text, optional_body, AlarmHandler, Reader};
-use super::kpis;
 use super::state::AppState;
+use super::{duty, kpis};
 use crate::access::Principal;
 use crate::alarms::{Alarm, AlarmError, AlarmEvent, ShelveRequest};
 use crate::model::now_ms;
@@ -59,7 +59,7 @@ async fn list_alarms(
     State(state): State<AppState>,
     Reader(who): Reader,
     query: Result<Query<AlarmQuery>, QueryRejection>,
-) -> Result<Json<Vec<Alarm>>, ApiError> {
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let mut alarms = match q.state.as_deref() {
@@ -89,6 +89,16 @@ async fn list_alarms(
         who.may_see_school(&a.school) && q.school.as_deref().is_none_or(|s| *a.school == *s)
     });
     alarms.truncate(limit as usize);
+    // Each with `unattended` where a duty room covers its school (computed here, from the
+    // shifts the API keeps, never by the core).
+    let alarms = alarms
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).map_err(ApiError::internal)?;
+            duty::annotate(&state.duty, &mut v, &a.school, a.raised_at);
+            Ok(v)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(alarms))
 }
 
@@ -124,6 +134,7 @@ async fn get_alarm(
     }
     let journal = state.store.journal(id).await.map_err(ApiError::internal)?;
     let mut body = serde_json::to_value(&alarm).map_err(ApiError::internal)?;
+    duty::annotate(&state.duty, &mut body, &alarm.school, alarm.raised_at);
     if let Some(obj) = body.as_object_mut() {
         obj.insert(
             "journal".into(),
@@ -144,8 +155,18 @@ async fn authorize_alarm(state: &AppState, who: &Principal, id: u64) -> Result<(
     Ok(())
 }
 
-fn alarm_result(result: Result<AlarmEvent, AlarmError>) -> Result<Json<AlarmEvent>, ApiError> {
-    result.map(Json).map_err(|e| match e {
+/// The event of an action, with the alarm's `unattended` flag like the list and the stream
+/// (so a board that takes the answer keeps its badge).
+fn alarm_result(
+    duty: &crate::duty::Duty,
+    result: Result<AlarmEvent, AlarmError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let annotated = |event: AlarmEvent| {
+        let mut v = serde_json::to_value(&event).unwrap_or_default();
+        duty::annotate(duty, &mut v, &event.alarm.school, event.alarm.raised_at);
+        Json(v)
+    };
+    result.map(annotated).map_err(|e| match e {
         AlarmError::NotFound(_) => ApiError::not_found(e.to_string()),
         AlarmError::BadShelveExpiry { .. } => ApiError::bad_request(e.to_string()),
         _ if e.is_forbidden() => ApiError::forbidden(e.to_string()),
@@ -164,7 +185,7 @@ async fn acknowledge(
     AlarmHandler(who): AlarmHandler,
     Path(id): Path<String>,
     body: Result<Json<AckBody>, JsonRejection>,
-) -> Result<Json<AlarmEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let body = optional_body(body)?;
     let comment = bounded_text("comment", body.comment, 1000)?;
@@ -176,7 +197,7 @@ async fn acknowledge(
         reply,
     })
     .await?;
-    alarm_result(result)
+    alarm_result(&state.duty, result)
 }
 
 #[derive(Deserialize)]
@@ -192,7 +213,7 @@ async fn shelve(
     AlarmHandler(who): AlarmHandler,
     Path(id): Path<String>,
     body: Result<Json<ShelveBody>, JsonRejection>,
-) -> Result<Json<AlarmEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let Json(body) = body?;
     let duration = humantime::parse_duration(&body.duration)
@@ -215,7 +236,7 @@ async fn shelve(
         reason,
     };
     let result = ask(&state, |reply| Command::Shelve { id, request, reply }).await?;
-    alarm_result(result)
+    alarm_result(&state.duty, result)
 }
 
 #[derive(Deserialize, Default)]
@@ -232,7 +253,7 @@ async fn reset(
     AlarmHandler(who): AlarmHandler,
     Path(id): Path<String>,
     body: Result<Json<ResetBody>, JsonRejection>,
-) -> Result<Json<AlarmEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let body = optional_body(body)?;
     let comment = bounded_text("comment", body.comment, 1000)?;
@@ -245,7 +266,7 @@ async fn reset(
         reply,
     })
     .await?;
-    alarm_result(result)
+    alarm_result(&state.duty, result)
 }
 
 /// The live stream. It ends at shutdown, and — for a console session — when the session ends
@@ -263,14 +284,22 @@ async fn alarm_stream(
     // Drill starts and ends ride on the same stream as `drill` events (clients that only
     // listen for `alarm` ignore them).
     let drills = drill_events(&state, who.clone());
+    let duty = state.duty.clone();
     let stream = BroadcastStream::new(state.alarm_stream.subscribe()).filter_map(move |item| {
         let _alive = &guard;
         match item {
-            Ok(event) if who.may_see_school(&event.alarm.school) => Some(Ok(Event::default()
-                .event("alarm")
-                .id(event.alarm.id.to_string())
-                .json_data(&*event)
-                .unwrap_or_else(|_| Event::default().comment("unencodable event")))),
+            Ok(event) if who.may_see_school(&event.alarm.school) => {
+                // The board row carries the unattended flag like the list does.
+                let mut data = serde_json::to_value(&*event).unwrap_or_default();
+                duty::annotate(&duty, &mut data, &event.alarm.school, event.alarm.raised_at);
+                Some(Ok(Event::default()
+                    .event("alarm")
+                    .id(event.alarm.id.to_string())
+                    .json_data(&data)
+                    .unwrap_or_else(|_| {
+                        Event::default().comment("unencodable event")
+                    })))
+            }
             Ok(_) => None,
             // The client fell behind: tell it to reload the active list.
             Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()

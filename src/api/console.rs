@@ -51,6 +51,7 @@ macro_rules! assets {
 const ASSETS: &[Asset] = assets![
     "app.css",
     "app.js",
+    "duty.css",
     "i18n.js",
     "login.js",
     "tickets.js",
@@ -60,6 +61,7 @@ const ASSETS: &[Asset] = assets![
     "i18n/alarm.js",
     "i18n/history.js",
     "i18n/devices.js",
+    "i18n/duty.js",
     "i18n/school.js",
     "i18n/tickets.js",
     "views/bureau.js",
@@ -69,6 +71,7 @@ const ASSETS: &[Asset] = assets![
     "views/alarm.js",
     "views/history.js",
     "views/devices.js",
+    "views/duty.js",
 ];
 
 /// The content type of an asset, from its extension.

@@ -20,6 +20,7 @@ mod config;
 mod console;
 mod devices;
 mod drills;
+mod duty;
 mod error;
 mod extract;
 mod guard;

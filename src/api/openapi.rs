@@ -24,6 +24,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("tickets", include_str!("openapi/tickets.json")),
     ("drills", include_str!("openapi/drills.json")),
     ("reports", include_str!("openapi/reports.json")),
+    ("duty", include_str!("openapi/duty.json")),
 ];
 
 #[derive(Debug, thiserror::Error)]

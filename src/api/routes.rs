@@ -10,7 +10,9 @@ use axum::{middleware, Router};
 use super::area::Routes;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{alarm_history, alarms, console, devices, drills, guard, health, reports, tickets};
+use super::{
+    alarm_history, alarms, console, devices, drills, duty, guard, health, reports, tickets,
+};
 
 /// Every area's routes, merged.
 pub fn areas() -> Routes {
@@ -23,6 +25,7 @@ pub fn areas() -> Routes {
         .merge(tickets::routes())
         .merge(drills::routes())
         .merge(reports::routes())
+        .merge(duty::routes())
 }
 
 pub fn router(state: AppState) -> Router {

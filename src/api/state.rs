@@ -36,4 +36,6 @@ pub struct AppState {
     pub secure_cookie: bool,
     /// Hazard tickets (workflow, ledger, attachments).
     pub tickets: crate::tickets::Tickets,
+    /// The duty log's rooms and who was on duty when (the unattended flag).
+    pub duty: Arc<crate::duty::Duty>,
 }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::alarms::AlarmsConfig;
 use crate::api::HttpConfig;
 use crate::broker::BrokerConfig;
+use crate::duty::DutyConfig;
 use crate::ingest::modbus::ModbusConfig;
 use crate::ingest::mqtt::MqttConfig;
 use crate::model::valid_name;
@@ -74,6 +75,9 @@ pub struct Config {
     /// The reporting calendar (`[reports]`: due days of the monthly hazard reports).
     #[serde(default)]
     pub reports: ReportsConfig,
+    /// The duty log's control rooms (`[[duty.rooms]]`: name, schools, staff_per_shift).
+    #[serde(default)]
+    pub duty: DutyConfig,
     /// Profiles after loading (`rules.profiles_file`, or the built-in set); not a TOML key.
     #[serde(skip)]
     pub profiles: ProfileSet,
@@ -235,6 +239,7 @@ impl Config {
         problems.extend(self.rules.validate());
         problems.extend(self.alarms.validate());
         problems.extend(self.notify.validate());
+        problems.extend(self.duty.validate(&schools));
         // A login waits for its turn inside its request: it must be answered before the
         // request times out, with room for the password check.
         if self.users.login_delay_max.saturating_mul(2) > self.http.request_timeout {

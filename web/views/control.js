@@ -27,7 +27,9 @@
       dataset: { id: a.id, state: a.state, class: a.class, sensor: a.sensor, rule: a.rule, drill: String(!!a.drill) } },
       h("td", {}, h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
         a.id === firstId ? h("span", { class: "badge first" }, t("first_alarm")) : null,
-        a.drill ? h("span", { class: "badge drill" }, t("drill")) : null),
+        a.drill ? h("span", { class: "badge drill" }, t("drill")) : null,
+        // Raised while nobody was signed on in a duty room covering the school (the API says).
+        a.unattended ? h("span", { class: "badge unattended" }, t("unattended")) : null),
       h("td", {}, a.school),
       h("td", {}, place(a.school, a.device)),
       h("td", { class: "mono" }, a.device + "/" + a.point),
