@@ -47,7 +47,9 @@ function assert(cond, message) { if (!cond) throw new Error(message); }
 const browser = await chromium.launch({
   executablePath: chromiumPath,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
+    "--disable-component-update", "--disable-sync",
+    // As a desktop browser does: no sound before the user clicks on the page.
+    "--autoplay-policy=user-gesture-required"],
 });
 const errors = [];
 const NEW = "xhsy/new-1";
@@ -105,6 +107,19 @@ try {
     assert(await flashing() === "none", "no flashing with reduced motion");
     assert(await page.getAttribute("#motion-toggle", "aria-pressed") === "true", "the toggle says so");
     await page.click("#motion-toggle");
+  });
+
+  await test("after a reload the console asks for a click to re-enable the alarm sound, and the click does", async () => {
+    await page.reload();
+    await page.waitForSelector('body[data-sound="on"]', { timeout: 5000 });
+    await page.waitForSelector("#sound-prompt:not([hidden])", { timeout: 5000 });
+    assert((await page.textContent("#sound-prompt")).includes("声音"), "the prompt speaks Chinese");
+    await page.click("#sound-prompt");
+    await page.waitForSelector("#sound-prompt", { state: "hidden", timeout: 5000 });
+    assert(await page.evaluate(() => document.body.dataset.sound) === "on", "still ringing after the click");
+    // Back to the device the next steps edit.
+    await page.click(`tr[data-device="${NEW}"]`);
+    await page.waitForSelector("#device-form", { timeout: 5000 });
   });
 
   await test("an override edited in the console changes the threshold at once and is audited", async () => {
