@@ -10,7 +10,9 @@ use axum::{middleware, Router};
 use super::area::Routes;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{alarm_history, alarms, console, devices, drills, guard, health, reports, tickets};
+use super::{
+    alarm_history, alarms, console, devices, drills, guard, health, incidents, reports, tickets,
+};
 
 /// Every area's routes, merged.
 pub fn areas() -> Routes {
@@ -21,6 +23,7 @@ pub fn areas() -> Routes {
         .merge(devices::routes())
         .merge(console::routes())
         .merge(tickets::routes())
+        .merge(incidents::routes())
         .merge(drills::routes())
         .merge(reports::routes())
 }
