@@ -60,6 +60,7 @@ const ASSETS: &[Asset] = assets![
     "i18n/alarm.js",
     "i18n/history.js",
     "i18n/devices.js",
+    "i18n/incident.js",
     "i18n/school.js",
     "i18n/tickets.js",
     "views/bureau.js",
@@ -69,6 +70,7 @@ const ASSETS: &[Asset] = assets![
     "views/alarm.js",
     "views/history.js",
     "views/devices.js",
+    "views/incident.js",
 ];
 
 /// The content type of an asset, from its extension.

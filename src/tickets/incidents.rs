@@ -293,7 +293,16 @@ impl Tickets {
             building,
             room,
             device: Some(alarm.device.to_string()),
-            what_happened: format!("火灾报警：{}（传感器 {}）", alarm.message, alarm.sensor),
+            // The alarm as raised (its message has changed by the reset: back to normal).
+            what_happened: format!(
+                "火灾报警：传感器 {}，规则 {}{}。",
+                alarm.sensor,
+                alarm.rule,
+                alarm
+                    .threshold
+                    .map(|t| format!("，阈值 {t}"))
+                    .unwrap_or_default()
+            ),
             actions_taken: String::new(),
             deaths: 0,
             injuries: 0,
@@ -320,7 +329,7 @@ impl Tickets {
         if let Some(comment) = event.comment.as_deref().filter(|c| !c.trim().is_empty()) {
             draft
                 .what_happened
-                .push_str(&format!("。复位说明：{}", comment.trim()));
+                .push_str(&format!("复位说明：{}", comment.trim()));
         }
         let created = self.insert_incident(draft).await?;
         if let Some(i) = &created {
