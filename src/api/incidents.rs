@@ -29,6 +29,8 @@ pub fn routes() -> Routes {
 /// report, not a submitted month.
 fn incident_error(e: TicketError) -> ApiError {
     match e {
+        TicketError::NotFound(id) => ApiError::not_found(format!("no incident report `{id}`"))
+            .with_zh(format!("没有找到信息报告 {id}")),
         TicketError::Conflict(_) => {
             ApiError::conflict(e.to_string()).with_zh("信息报告已提交，不能再修改")
         }
