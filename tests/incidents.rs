@@ -16,6 +16,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use campusguard::tickets::{Tickets, TicketsConfig};
 use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -335,6 +336,86 @@ async fn a_real_fire_opens_its_report_a_false_alarm_files_a_ticket_and_a_test_fi
     );
     drop(dev);
     gw.stop().await;
+}
+
+/// The reset of a fire alarm of room-1 as a real fire, as the outbox carries it.
+fn real_fire_reset(alarm_id: u64) -> campusguard::alarms::AlarmEvent {
+    let now = campusguard::model::now_ms();
+    serde_json::from_value(json!({
+        "transition": "reset", "at": now, "user": "op", "comment": "起火", "disposition": "real",
+        "id": alarm_id, "sensor": "xhsy/room-1/temp_c", "school": "xhsy", "device": "room-1",
+        "point": "temp_c", "rule": "temp_fire", "class": "fire", "severity": "alarm",
+        "state": "cleared", "value": 21.0, "threshold": 57.0, "message": "back to normal",
+        "raised_at": now - 60_000, "updated_at": now, "reading_ts": now, "cleared_at": now,
+        "condition_active": false, "acked_by": "op", "acked_at": now, "ack_comment": null,
+        "shelved": null, "drill": false, "occurrences": 1,
+    }))
+    .unwrap()
+}
+
+/// Two ticket services (two gateways on one database, or a replay racing the first try) open
+/// the report of one alarm at once, and again later: one report.
+async fn one_report_per_alarm(a: &Tickets, b: &Tickets) {
+    let event = real_fire_reset(7);
+    let (first, second) = tokio::join!(
+        a.open_incident_for_alarm(&event),
+        b.open_incident_for_alarm(&event)
+    );
+    let opened: Vec<_> = [first.unwrap(), second.unwrap()]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    assert!(a.open_incident_for_alarm(&event).await.unwrap().is_none());
+    // Another alarm gets its own, numbered next.
+    let other = a
+        .open_incident_for_alarm(&real_fire_reset(8))
+        .await
+        .unwrap()
+        .expect("a second alarm's report");
+    assert_eq!(
+        other.id.rsplit('-').next(),
+        Some("0002"),
+        "gap-free numbers: {}",
+        other.id
+    );
+    let bureau = campusguard::access::Principal::new("b", campusguard::access::Role::Bureau, None);
+    let all = a
+        .incidents(
+            &bureau,
+            campusguard::tickets::incidents::IncidentFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(opened[0].what_happened, all[1].what_happened);
+    assert!(opened[0].what_happened.contains("复位说明：起火"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alarm_opens_one_report_however_often_and_concurrently_it_is_asked_on_sqlite_and_postgres(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Tickets::open(&TicketsConfig::default(), dir.path())
+        .await
+        .unwrap();
+    one_report_per_alarm(&sqlite, &sqlite).await;
+    sqlite.store.close().await;
+
+    let schema = Schema::new();
+    let config = TicketsConfig {
+        database_url: Some(pg_url()),
+        schema: Some(schema.0.clone()),
+        ..TicketsConfig::default()
+    };
+    let a = Tickets::open(&config, dir.path()).await.unwrap();
+    let b = Tickets::open(&config, dir.path()).await.unwrap();
+    one_report_per_alarm(&a, &b).await;
+    a.store.close().await;
+    b.store.close().await;
 }
 
 /// A TCP relay in front of PostgreSQL that can be cut (listener closed, connections dropped)
