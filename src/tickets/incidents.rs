@@ -18,7 +18,7 @@ use sqlx::{Any, Row};
 use super::{place_words, trimmed, TicketError, Tickets};
 use crate::access::{Principal, Role};
 use crate::alarms::{Alarm, AlarmEvent};
-use crate::model::now_ms;
+use crate::model::{now_ms, AlarmClass};
 
 /// Where a report is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +154,12 @@ const COLUMNS: [&str; 23] = [
     "updated_by",
     "updated_at",
 ];
+
+/// A bound argument of a list query.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
 
 fn columns() -> &'static [&'static str] {
     &COLUMNS
@@ -295,7 +301,12 @@ impl Tickets {
             device: Some(alarm.device.to_string()),
             // The alarm as raised (its message has changed by the reset: back to normal).
             what_happened: format!(
-                "火灾报警：传感器 {}，规则 {}{}。",
+                "{}：传感器 {}，规则 {}{}。",
+                match alarm.class {
+                    AlarmClass::Fire => "火灾报警",
+                    AlarmClass::Gas => "可燃气体报警",
+                    _ => "报警",
+                },
                 alarm.sensor,
                 alarm.rule,
                 alarm
@@ -537,12 +548,11 @@ impl Tickets {
         }
         filter.scope = who.scope().map(<[String]>::to_vec);
         let mut conditions = Vec::new();
-        let mut texts: Vec<(usize, String)> = Vec::new();
-        let mut ints: Vec<(usize, i64)> = Vec::new();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            n
+        let mut args: Vec<Arg> = Vec::new();
+        // Adds an argument; returns its placeholder.
+        let arg = |a: Arg, args: &mut Vec<Arg>| {
+            args.push(a);
+            format!("${}", args.len())
         };
         if let Some(scope) = &filter.scope {
             if scope.is_empty() {
@@ -550,40 +560,27 @@ impl Tickets {
             }
             let ps: Vec<String> = scope
                 .iter()
-                .map(|s| {
-                    let i = next();
-                    texts.push((i, s.clone()));
-                    format!("${i}")
-                })
+                .map(|s| arg(Arg::Text(s.clone()), &mut args))
                 .collect();
             conditions.push(format!("school IN ({})", ps.join(", ")));
         }
         if let Some(s) = &filter.school {
-            let i = next();
-            texts.push((i, s.clone()));
-            conditions.push(format!("school = ${i}"));
+            conditions.push(format!("school = {}", arg(Arg::Text(s.clone()), &mut args)));
         }
         if let Some(s) = filter.status {
-            let i = next();
-            texts.push((i, s.as_str().to_string()));
-            conditions.push(format!("status = ${i}"));
+            let p = arg(Arg::Text(s.as_str().to_string()), &mut args);
+            conditions.push(format!("status = {p}"));
         }
         if let Some(from) = filter.from {
-            let i = next();
-            ints.push((i, from));
-            conditions.push(format!("occurred_at >= ${i}"));
+            conditions.push(format!("occurred_at >= {}", arg(Arg::Int(from), &mut args)));
         }
         if let Some(to) = filter.to {
-            let i = next();
-            ints.push((i, to));
-            conditions.push(format!("occurred_at < ${i}"));
+            conditions.push(format!("occurred_at < {}", arg(Arg::Int(to), &mut args)));
         }
-        let limit = next();
-        ints.push((limit, filter.limit));
-        let offset = next();
-        ints.push((offset, filter.offset));
+        let limit = arg(Arg::Int(filter.limit), &mut args);
+        let offset = arg(Arg::Int(filter.offset), &mut args);
         let sql = format!(
-            "SELECT {} FROM incidents {} ORDER BY occurred_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}",
+            "SELECT {} FROM incidents {} ORDER BY occurred_at DESC, id DESC LIMIT {limit} OFFSET {offset}",
             columns().join(", "),
             if conditions.is_empty() {
                 String::new()
@@ -591,18 +588,11 @@ impl Tickets {
                 format!("WHERE {}", conditions.join(" AND "))
             }
         );
-        // Bound in placeholder order.
-        let mut binds: Vec<(usize, Result<String, i64>)> = texts
-            .into_iter()
-            .map(|(i, s)| (i, Ok(s)))
-            .chain(ints.into_iter().map(|(i, v)| (i, Err(v))))
-            .collect();
-        binds.sort_by_key(|(i, _)| *i);
         let mut q = sqlx::query(&sql);
-        for (_, b) in binds {
-            q = match b {
-                Ok(s) => q.bind(s),
-                Err(v) => q.bind(v),
+        for a in args {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(v) => q.bind(v),
             };
         }
         let rows = q.fetch_all(self.store.pool()).await.map_err(db)?;
