@@ -334,6 +334,9 @@ async fn a_real_fire_opens_its_report_a_false_alarm_files_a_ticket_and_a_test_fi
             .len(),
         1
     );
+    let of_alarm = |id: u64| format!("?school=xhsy&alarm_id={id}");
+    assert_eq!(incidents(&gw, &of_alarm(real), BUREAU_TOKEN).await.len(), 1);
+    assert_eq!(incidents(&gw, &of_alarm(test), BUREAU_TOKEN).await.len(), 0);
     drop(dev);
     gw.stop().await;
 }

@@ -57,6 +57,8 @@ struct ListQuery {
     school: Option<String>,
     /// `draft` or `submitted`.
     status: Option<String>,
+    /// The report of one alarm (an alarm id of the gateway serving the school).
+    alarm_id: Option<i64>,
     /// Unix ms, on the time it happened.
     from: Option<i64>,
     to: Option<i64>,
@@ -92,6 +94,7 @@ async fn list(
         scope: None,
         school: q.school,
         status,
+        alarm_id: q.alarm_id,
         from: q.from,
         to: q.to,
         limit,

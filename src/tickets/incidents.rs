@@ -110,6 +110,8 @@ pub struct IncidentFilter {
     pub scope: Option<Vec<String>>,
     pub school: Option<String>,
     pub status: Option<IncidentStatus>,
+    /// The report of this alarm (with `school`: alarm ids are per gateway).
+    pub alarm_id: Option<i64>,
     /// occurred_at ≥ from (Unix ms).
     pub from: Option<i64>,
     /// occurred_at < to (Unix ms).
@@ -570,6 +572,9 @@ impl Tickets {
         if let Some(s) = filter.status {
             let p = arg(Arg::Text(s.as_str().to_string()), &mut args);
             conditions.push(format!("status = {p}"));
+        }
+        if let Some(id) = filter.alarm_id {
+            conditions.push(format!("alarm_id = {}", arg(Arg::Int(id), &mut args)));
         }
         if let Some(from) = filter.from {
             conditions.push(format!("occurred_at >= {}", arg(Arg::Int(from), &mut args)));

@@ -155,6 +155,16 @@ try {
     console.log(`INCIDENT ${incidentId}`);
   });
 
+  await test("the alarm's page links to its report, which opens the same report", async () => {
+    await page.goto(`${base}/#/alarms/${alarmId}`);
+    await page.waitForSelector("#view-alarm:not([hidden]) #alarm-incident-link", { timeout: 5000 });
+    const badge = await page.getAttribute('#alarm-journal li[data-transition="reset"] .badge.disposition', "data-disposition");
+    assert(badge === "real", `the reset's disposition in the journal: ${badge}`);
+    await page.tap("#alarm-incident-link");
+    await page.waitForURL((url) => url.hash === `#/incidents/${incidentId}`, { timeout: 5000 });
+    await page.waitForSelector('#view-incidents:not([hidden]) #incident-status[data-status="submitted"]', { timeout: 5000 });
+  });
+
   await test("the bureau's view lists the report with its school", async () => {
     const desk = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
     const bureau = await desk.newPage();

@@ -141,6 +141,9 @@
       h("div", { class: "alarm-state " + a.state, id: "alarm-state", dataset: { state: a.state } }, t("state_" + a.state)),
       ackForm(a),
       resetButton(a),
+      // Reset as a real fire: its incident report (信息报告).
+      shown.journal.some((e) => e.transition === "reset" && e.disposition === "real")
+        ? h("p", { class: "alarm-incident" }, h("a", { href: "#/incidents/new/" + a.id, id: "alarm-incident-link" }, t("view_incidents"))) : null,
       h("dl", { class: "alarm-facts" }, facts),
       h("h3", {}, t("alarm_readings")), chart(a, shown.points),
       h("h3", {}, t("alarm_journal")), journalList(shown.journal)].filter(Boolean));

@@ -1,8 +1,9 @@
 // campusguard console, incident reports (信息报告): the list (a tab of its own, and inside the
 // bureau's and the school's views through CG.incidents.listInto), a report's page
 // (#/incidents/<number>: read it, or edit and submit a draft) and the form a reset as a real
-// fire leads to (#/incidents/new/<alarm id>: time and place from the alarm; POST with the
-// alarm's id fills in the draft the server opened, or opens it). Usable on a phone. Texts in
+// fire leads to (#/incidents/new/<alarm id>: the alarm's report if it has one, else a form with
+// time and place from the alarm; POST with the alarm's id fills in the draft the server opened
+// meanwhile, or opens it). Usable on a phone. Texts in
 // web/i18n/incident.js.
 (function () {
   "use strict";
@@ -140,6 +141,13 @@
       } else if (param.startsWith("new/")) {
         const alarmId = Number(param.slice(4));
         const a = await api("/api/v1/alarms/" + alarmId);
+        // The alarm has its report already (the server opens the draft on the reset): that one.
+        const q = "?school=" + encodeURIComponent(a.school) + "&alarm_id=" + alarmId;
+        const existing = ((await api("/api/v1/incidents" + q)).incidents || [])[0];
+        if (existing) {
+          if (loading === token) location.replace("#/incidents/" + encodeURIComponent(existing.id));
+          return;
+        }
         const reset = (a.journal || []).filter((e) => e.transition === "reset").pop();
         const d = state.devices.get(a.school + "/" + a.device) || {};
         const place = [d.building, d.room].filter(Boolean).join(" ");
