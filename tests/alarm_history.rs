@@ -51,6 +51,7 @@ fn event(id: u64, school: &str, class: AlarmClass, at: i64, message: &str) -> Al
         user: "system".into(),
         comment: None,
         false_alarm: false,
+        disposition: None,
         alarm: Alarm {
             id,
             school: sensor.school.clone(),

@@ -194,6 +194,8 @@ struct Fixture {
     school: &'static str,
     /// An active drill of that school, if any.
     drill_id: Option<u64>,
+    /// An incident report (draft) of that school.
+    incident_id: String,
 }
 
 impl Fixture {
@@ -211,6 +213,7 @@ impl Fixture {
                 None => match (path, name) {
                     (p, "id") if p.starts_with("/api/v1/alarms") => self.alarm_id.to_string(),
                     (p, "id") if p.starts_with("/api/v1/tickets") => self.ticket_id.clone(),
+                    (p, "id") if p.starts_with("/api/v1/incidents") => self.incident_id.clone(),
                     (p, "id") if p.starts_with("/api/v1/drills") => {
                         self.drill_id.unwrap_or(1).to_string()
                     }
@@ -254,6 +257,8 @@ impl Fixture {
             ("POST", "/api/v1/devices") => {
                 json!({"school": self.school, "device": "stray-1", "profile": "test_room"})
             }
+            ("POST", "/api/v1/incidents") => incident_of(self.school),
+            ("PATCH", "/api/v1/incidents/{id}") => json!({"version": 1, "injuries": 0}),
             _ => json!({}),
         }
     }
@@ -272,6 +277,11 @@ fn new_ticket() -> Value {
 
 fn ticket_of(school: &str) -> Value {
     json!({"school": school, "location": "实验楼 301", "category": "lab_chemical", "description": "通风不足"})
+}
+
+/// An incident report filed by hand (no alarm), a draft.
+fn incident_of(school: &str) -> Value {
+    json!({"school": school, "occurred_at": campusguard::model::now_ms() - 60_000, "location": "实验楼 301", "what_happened": "实验室起火"})
 }
 
 /// Percent-encodes everything but unreserved characters.
@@ -425,6 +435,10 @@ async fn start() -> Env {
     let resp = upload(&gw, &ticket_id, Some(ADMIN_TOKEN), jpeg).await;
     assert_eq!(resp.0, 201, "{}", resp.1);
     let sha256 = resp.1["sha256"].as_str().unwrap().to_string();
+    let (status, i) = gw
+        .post_json("/api/v1/incidents", Some(ADMIN_TOKEN), incident_of(SCHOOL))
+        .await;
+    assert_eq!(status, 201, "{i}");
     Env {
         gw,
         dev,
@@ -434,6 +448,7 @@ async fn start() -> Env {
             sha256,
             school: SCHOOL,
             drill_id: None,
+            incident_id: i["id"].as_str().unwrap().to_string(),
         },
         _dir: dir,
     }
@@ -472,7 +487,12 @@ async fn observable(env: &Env) -> Value {
         )
         .await;
     let (_, tickets) = env.gw.get_json("/api/v1/tickets", Some(ADMIN_TOKEN)).await;
+    let (_, incidents) = env
+        .gw
+        .get_json("/api/v1/incidents", Some(ADMIN_TOKEN))
+        .await;
     json!({
+        "incidents": incidents["incidents"],
         "alarm_state": alarm["state"],
         "alarm_journal": alarm["journal"].as_array().map(Vec::len),
         "alarm_shelved": alarm["shelved"],
@@ -605,6 +625,7 @@ async fn every_documented_operation_is_served_and_no_undocumented_method_is() {
         sha256: "0".repeat(64),
         school: SCHOOL,
         drill_id: None,
+        incident_id: "XHSY-INC-202612-0001".into(),
     };
     let doc = openapi();
     let mut checked = 0;
@@ -1828,6 +1849,10 @@ const SCHOOL_SCOPE: &[(&str, Scope)] = &[
     ("POST /api/v1/tickets/{id}/attachments", Scope::Act),
     ("GET /api/v1/tickets/{id}/attachments/{sha256}", Scope::Get),
     ("GET /api/v1/stats/tickets", Scope::List(&["", "by=school"])),
+    ("GET /api/v1/incidents", Scope::List(&["", "status=draft"])),
+    ("POST /api/v1/incidents", Scope::Act),
+    ("GET /api/v1/incidents/{id}", Scope::Get),
+    ("PATCH /api/v1/incidents/{id}", Scope::Act),
     ("GET /api/v1/drills/history", Scope::List(&[""])),
     ("GET /api/v1/reports", Scope::List(&["month={month}"])),
     ("POST /api/v1/reports/{school}/{month}/submit", Scope::Act),
@@ -1967,7 +1992,11 @@ async fn other_school_state(gw: &TestGateway, fx: &Fixture) -> Value {
     let (_, tickets) = gw
         .get_json(&format!("/api/v1/tickets?school={OTHER}"), admin)
         .await;
+    let (_, incidents) = gw
+        .get_json(&format!("/api/v1/incidents?school={OTHER}"), admin)
+        .await;
     json!({
+        "incidents": incidents["incidents"],
         "alarm": [alarm["state"], alarm["shelved"], alarm["journal"].as_array().map(Vec::len)],
         "ticket": [ticket["state"], ticket["version"], ticket["attachments"].as_array().map(Vec::len)],
         "drills": drills,
@@ -2017,6 +2046,14 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
         .post_json("/api/v1/drills", Some(&other("operator")), drill)
         .await;
     assert_eq!(status, 201, "{d}");
+    let (status, i) = gw
+        .post_json(
+            "/api/v1/incidents",
+            Some(&other("admin")),
+            incident_of(OTHER),
+        )
+        .await;
+    assert_eq!(status, 201, "{i}");
     // The other school's month, submitted: a frozen report to be refused to us.
     let (status, r) = gw
         .post_json(
@@ -2052,6 +2089,7 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
         sha256,
         school: OTHER,
         drill_id: d["id"].as_u64(),
+        incident_id: i["id"].as_str().unwrap().to_string(),
     };
     let own_tokens: Vec<(&str, String)> = ROLES
         .iter()
@@ -2217,6 +2255,10 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
     assert_eq!(
         after["tickets"], before["tickets"],
         "a refused action filed a ticket"
+    );
+    assert_eq!(
+        after["incidents"], before["incidents"],
+        "a refused action filed or changed an incident report"
     );
     let drill_ids = |v: &Value| -> Vec<Value> {
         v["drills"]

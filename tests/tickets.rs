@@ -328,6 +328,7 @@ fn event(transition: Transition, alarm: &Alarm) -> Arc<AlarmEvent> {
         user: "system".into(),
         comment: None,
         false_alarm: false,
+        disposition: None,
         alarm: alarm.clone(),
     })
 }

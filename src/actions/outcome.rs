@@ -52,6 +52,7 @@ pub fn outcome(done: &ActionDone, alarm: Alarm, now: i64) -> (AlarmEvent, Condit
         user: SYSTEM_USER.to_string(),
         comment: Some(comment),
         false_alarm: false,
+        disposition: None,
         alarm,
     };
     (event, change)

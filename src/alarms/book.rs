@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Alarm, AlarmEvent, AlarmState, Shelve, Transition, SYSTEM_USER};
+use super::{Alarm, AlarmEvent, AlarmState, Disposition, Shelve, Transition, SYSTEM_USER};
 use crate::access::Role;
 use crate::model::{AlarmClass, ConditionChange, SensorId};
 
@@ -230,14 +230,14 @@ impl AlarmBook {
             .ok_or(AlarmError::NotFound(id))
     }
 
-    /// Operator resets a latched (fire, gas) alarm whose condition no longer holds. Resetting
-    /// implies acknowledging.
+    /// Operator resets a latched (fire, gas) alarm whose condition no longer holds, saying what
+    /// it was (`disposition`, journaled with the reset). Resetting implies acknowledging.
     pub fn reset(
         &mut self,
         id: u64,
         user: &str,
         comment: Option<String>,
-        false_alarm: bool,
+        disposition: Option<Disposition>,
         now_ms: i64,
     ) -> Result<AlarmEvent, AlarmError> {
         let alarm = self.alarms.get_mut(&id).ok_or(AlarmError::NotFound(id))?;
@@ -254,8 +254,12 @@ impl AlarmBook {
         alarm.state = AlarmState::Cleared;
         alarm.cleared_at = Some(now_ms);
         alarm.updated_at = now_ms;
-        self.event(id, Transition::Reset, now_ms, user, comment, false_alarm)
-            .ok_or(AlarmError::NotFound(id))
+        let mut event = self
+            .event(id, Transition::Reset, now_ms, user, comment, false)
+            .ok_or(AlarmError::NotFound(id))?;
+        event.false_alarm = disposition == Some(Disposition::False);
+        event.disposition = disposition;
+        Ok(event)
     }
 
     /// Shelves an open alarm until `request.until_ms` (at most [`MAX_SHELVE_MS`] ahead).
@@ -365,6 +369,7 @@ impl AlarmBook {
             user: user.to_string(),
             comment,
             false_alarm,
+            disposition: None,
             alarm,
         })
     }

@@ -55,7 +55,7 @@ fn play(class: AlarmClass, steps: &[Step]) -> (Vec<Option<Transition>>, AlarmBoo
                 .ok()
                 .map(|e| e.transition),
             ResetIt => book
-                .reset(id, "op", None, false, now)
+                .reset(id, "op", None, None, now)
                 .ok()
                 .map(|e| e.transition),
         };
@@ -206,8 +206,12 @@ fn one_alarm_per_sensor_and_rule_and_new_ids_after_close() {
     assert!(book.apply(&change(AlarmClass::Gas, A), 2, false).is_none());
     assert_eq!(book.len(), 1);
     book.apply(&change(AlarmClass::Gas, None), 3, false);
-    book.reset(a, "op", Some("checked".into()), false, 4)
+    let reset = book
+        .reset(a, "op", Some("checked".into()), Some(Disposition::False), 4)
         .unwrap();
+    // The disposition rides on the reset event; `false` also sets the older flag.
+    assert_eq!(reset.disposition, Some(Disposition::False));
+    assert!(reset.false_alarm);
     assert!(book.is_empty());
     let b = book
         .apply(&change(AlarmClass::Gas, A), 5, false)

@@ -176,12 +176,47 @@ pub struct AlarmEvent {
     /// `system` for rule-driven transitions, else the token / user name.
     pub user: String,
     pub comment: Option<String>,
-    /// Operator said the (latched) alarm was false, e.g. a detector fault.
+    /// Operator said the (latched) alarm was false, e.g. a detector fault. Set with
+    /// `disposition: false` (and kept for readers of the journal from before dispositions).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub false_alarm: bool,
+    /// What the operator said the reset alarm was: a real fire, a false alarm or a test. Only
+    /// on a `reset`; the ticket policy acts on it (real fire → incident report, false →
+    /// maintenance ticket, test → nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<Disposition>,
     /// Flattened, so a stream event carries id, sensor, class, state, … at the top level.
     #[serde(flatten)]
     pub alarm: Alarm,
+}
+
+/// What a reset alarm turned out to be, as the operator says when resetting it (the console asks
+/// for every `fire` alarm; for other classes it is optional).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// A real fire (or gas release): a fire alarm opens an incident report (信息报告).
+    Real,
+    /// A false alarm, e.g. a faulty detector: a fire alarm files a maintenance ticket.
+    False,
+    /// A test of the detector or the system: nothing is filed.
+    Test,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Real => "real",
+            Disposition::False => "false",
+            Disposition::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Disposition::Real, Disposition::False, Disposition::Test]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
 }
 
 /// The name journaled for transitions the gateway makes by itself.

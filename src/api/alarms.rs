@@ -25,7 +25,7 @@ use super::extract::{ask, bounded_text, optional_body, AlarmHandler, Reader};
 use super::state::AppState;
 use super::{duty, kpis};
 use crate::access::Principal;
-use crate::alarms::{Alarm, AlarmError, AlarmEvent, ShelveRequest};
+use crate::alarms::{Alarm, AlarmError, AlarmEvent, Disposition, ShelveRequest};
 use crate::model::now_ms;
 use crate::pipeline::Command;
 
@@ -243,9 +243,41 @@ async fn shelve(
 #[serde(deny_unknown_fields)]
 struct ResetBody {
     comment: Option<String>,
-    /// The alarm was false (e.g. a faulty detector).
+    /// What the alarm was: `real` (a fire alarm opens an incident report), `false` (a fire
+    /// alarm files a maintenance ticket) or `test` (nothing is filed). Optional: the console
+    /// asks for it on every fire alarm.
+    disposition: Option<String>,
+    /// The alarm was false (e.g. a faulty detector): the older spelling of
+    /// `disposition: "false"`, still accepted.
     #[serde(default)]
     false_alarm: bool,
+}
+
+impl ResetBody {
+    /// The disposition the body asks for; 400 for an unknown one or one that contradicts
+    /// `false_alarm: true`.
+    fn disposition(&self) -> Result<Option<Disposition>, ApiError> {
+        let named = self
+            .disposition
+            .as_deref()
+            .map(|d| {
+                Disposition::parse(d).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "disposition must be real, false or test, not `{d}`"
+                    ))
+                    .with_zh("复位结论只能是真实火警、误报或测试")
+                })
+            })
+            .transpose()?;
+        match (named, self.false_alarm) {
+            (Some(d), true) if d != Disposition::False => Err(ApiError::bad_request(format!(
+                "false_alarm: true contradicts disposition `{}`",
+                d.as_str()
+            ))),
+            (None, true) => Ok(Some(Disposition::False)),
+            (named, _) => Ok(named),
+        }
+    }
 }
 
 async fn reset(
@@ -255,14 +287,15 @@ async fn reset(
     body: Result<Json<ResetBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    let body = optional_body(body)?;
+    let body: ResetBody = optional_body(body)?;
+    let disposition = body.disposition()?;
     let comment = bounded_text("comment", body.comment, 1000)?;
     authorize_alarm(&state, &who, id).await?;
     let result = ask(&state, |reply| Command::Reset {
         id,
         user: who.name.clone(),
         comment,
-        false_alarm: body.false_alarm,
+        disposition,
         reply,
     })
     .await?;

@@ -62,6 +62,7 @@ const ASSETS: &[Asset] = assets![
     "i18n/history.js",
     "i18n/devices.js",
     "i18n/duty.js",
+    "i18n/incident.js",
     "i18n/school.js",
     "i18n/tickets.js",
     "views/bureau.js",
@@ -72,6 +73,7 @@ const ASSETS: &[Asset] = assets![
     "views/history.js",
     "views/devices.js",
     "views/duty.js",
+    "views/incident.js",
 ];
 
 /// The content type of an asset, from its extension.

@@ -4,7 +4,8 @@
 //! One file per area, each with a `routes()` and an OpenAPI fragment in `openapi/`:
 //! `health` (liveness, readiness, metrics, the OpenAPI document), `alarms` (list, read,
 //! acknowledge, shelve, reset, SSE stream, KPIs from `kpis`), `devices` (devices, sensors,
-//! history), `console` (pages, assets, login and session), `tickets` and `drills`.
+//! history), `console` (pages, assets, login and session), `tickets`, `incidents` (incident
+//! reports of real fires) and `drills`.
 //! `routes` merges the areas into [`router`]; `guard` holds what applies to every request
 //! (request timeout); `server` runs the connection loop (connection cap, header timeout).
 //!
@@ -25,6 +26,7 @@ mod error;
 mod extract;
 mod guard;
 mod health;
+mod incidents;
 mod kpis;
 pub mod openapi;
 mod reports;

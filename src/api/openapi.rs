@@ -22,6 +22,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ("devices", include_str!("openapi/devices.json")),
     ("console", include_str!("openapi/console.json")),
     ("tickets", include_str!("openapi/tickets.json")),
+    ("incidents", include_str!("openapi/incidents.json")),
     ("drills", include_str!("openapi/drills.json")),
     ("reports", include_str!("openapi/reports.json")),
     ("duty", include_str!("openapi/duty.json")),

@@ -11,7 +11,8 @@ use super::area::Routes;
 use super::error::ApiError;
 use super::state::AppState;
 use super::{
-    alarm_history, alarms, console, devices, drills, duty, guard, health, reports, tickets,
+    alarm_history, alarms, console, devices, drills, duty, guard, health, incidents, reports,
+    tickets,
 };
 
 /// Every area's routes, merged.
@@ -23,6 +24,7 @@ pub fn areas() -> Routes {
         .merge(devices::routes())
         .merge(console::routes())
         .merge(tickets::routes())
+        .merge(incidents::routes())
         .merge(drills::routes())
         .merge(reports::routes())
         .merge(duty::routes())

@@ -151,6 +151,7 @@ impl Escalation {
                 user,
                 comment: None,
                 false_alarm: false,
+                disposition: None,
                 alarm,
             };
             self.planner.restore(event, episode, &keys);
@@ -327,6 +328,7 @@ mod tests {
             severity: "alarm".into(),
             value: None,
             false_alarm: false,
+            disposition: None,
         }
     }
 

@@ -62,7 +62,8 @@ pub enum Command {
         id: u64,
         user: String,
         comment: Option<String>,
-        false_alarm: bool,
+        /// What the alarm was (real fire, false alarm, test), journaled with the reset.
+        disposition: Option<crate::alarms::Disposition>,
         reply: oneshot::Sender<Result<AlarmEvent, AlarmError>>,
     },
     OpenAlarms {
@@ -570,6 +571,7 @@ impl Core {
                         user: crate::alarms::SYSTEM_USER.to_string(),
                         comment: Some(comment.clone()),
                         false_alarm: false,
+                        disposition: None,
                         alarm,
                     });
                 }
@@ -792,7 +794,7 @@ impl Core {
                 id,
                 user,
                 comment,
-                false_alarm,
+                disposition,
                 reply,
             } => {
                 // The book knows the latched state; the engine knows whether the condition
@@ -804,7 +806,7 @@ impl Core {
                     {
                         Err(AlarmError::ConditionActive(id))
                     }
-                    _ => self.book.reset(id, &user, comment, false_alarm, now),
+                    _ => self.book.reset(id, &user, comment, disposition, now),
                 };
                 self.reply_after_flush(result, reply).await;
             }

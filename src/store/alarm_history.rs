@@ -395,6 +395,7 @@ mod tests {
             user: "system".into(),
             comment: None,
             false_alarm: false,
+            disposition: None,
             alarm: Alarm {
                 id,
                 school: sensor.school.clone(),

@@ -74,6 +74,9 @@ pub struct JournalEntry {
     pub severity: String,
     pub value: Option<String>,
     pub false_alarm: bool,
+    /// On a reset: `real`, `false` or `test` (read from the journaled event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<String>,
 }
 
 impl LocalStore {
@@ -297,7 +300,8 @@ impl LocalStore {
 
     pub async fn journal(&self, alarm_id: u64) -> Result<Vec<JournalEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, alarm_id, at, transition, user, comment, state, severity, value, false_alarm \
+            "SELECT seq, alarm_id, at, transition, user, comment, state, severity, value, false_alarm, \
+             json_extract(event, '$.disposition') \
              FROM alarm_journal WHERE alarm_id = ? ORDER BY seq",
         )
         .bind(alarm_id as i64)
@@ -316,6 +320,7 @@ impl LocalStore {
                 severity: r.get(7),
                 value: r.get(8),
                 false_alarm: r.get(9),
+                disposition: r.get(10),
             })
             .collect())
     }

@@ -3,6 +3,7 @@
 //! rectification [`workflow`] — registered → rectifying → reported → closed, with deferral,
 //! rejection and 立查立改 — until someone other than the reporter verifies it. The [`store`]
 //! keeps them in SQLite or PostgreSQL with an audit trail; [`export`] writes the monthly ledger.
+//! Incident reports of real fires ([`incidents`]) live in the same database.
 //!
 //! [`Tickets`] is the service the API, the policy task, the supervision job and the CLI share:
 //! it checks roles, applies the workflow and writes through the store.
@@ -12,6 +13,7 @@
 
 pub mod config;
 pub mod export;
+pub mod incidents;
 pub mod model;
 pub mod policy;
 pub mod reports;

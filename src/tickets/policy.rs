@@ -4,7 +4,9 @@
 //! ticket per (sensor, rule): a raise while one is open appends an occurrence. Drill alarms
 //! never make tickets. A raise within the recurrence window after the ticket closed opens a new
 //! ticket at once, linking the old one. A `fire` alarm reset as a false alarm files a
-//! maintenance ticket for the detector.
+//! maintenance ticket for the detector; one reset as a real fire opens the draft of its
+//! incident report (信息报告, [`super::incidents`]), once per alarm; one reset as a test files
+//! nothing.
 //!
 //! The decisions are here: which [`Policy`] and category an alarm gets
 //! ([`PolicyConfig::for_alarm`], [`PolicyConfig::category_for`]), its grade and description.
@@ -27,7 +29,7 @@ use tracing::{debug, info, warn};
 use super::config::{default_class_categories, default_class_policies, Policy, PolicyConfig};
 use super::model::{Category, Grade};
 use super::{TicketError, Tickets};
-use crate::alarms::{Alarm, AlarmEvent, Transition};
+use crate::alarms::{Alarm, AlarmEvent, Disposition, Transition};
 use crate::model::{now_ms, AlarmClass, Severity};
 use crate::store::{LocalStore, OutboxReader, StoreError};
 
@@ -77,12 +79,22 @@ pub enum Decision {
     Raise,
     /// File the false-alarm maintenance ticket.
     FalseAlarm,
+    /// A fire alarm reset as a real fire: open the draft of its incident report.
+    Incident,
     /// The alarm is no longer active: drop its pending timer.
     Inactive,
 }
 
 pub fn decide(event: &AlarmEvent, fire_false_alarm_ticket: bool) -> Decision {
     let alarm = &event.alarm;
+    // Before the drill check: an operator who says a fire alarm raised during a drill was a
+    // real fire is believed.
+    if event.transition == Transition::Reset
+        && event.disposition == Some(Disposition::Real)
+        && alarm.class == AlarmClass::Fire
+    {
+        return Decision::Incident;
+    }
     if alarm.drill {
         return Decision::Nothing;
     }
@@ -317,6 +329,18 @@ impl PolicyState {
                 self.on_raise(alarm).await?;
                 Ok(true)
             }
+            Decision::Incident => {
+                self.pending.remove(&alarm.id);
+                let opened = self.tickets.open_incident_for_alarm(event).await;
+                match opened {
+                    Err(e @ TicketError::Database(_)) => Err(e),
+                    Err(e) => {
+                        warn!(alarm = alarm.id, error = %e, "incident report refused; passed over");
+                        Ok(true)
+                    }
+                    Ok(_) => Ok(true),
+                }
+            }
         }
     }
 
@@ -461,6 +485,7 @@ mod tests {
             user: "op".into(),
             comment: None,
             false_alarm: false,
+            disposition: None,
             alarm: Alarm {
                 id: 1,
                 school: sensor.school.clone(),
@@ -562,6 +587,31 @@ mod tests {
         let mut reset = event(Reset, AlarmClass::Fire, AlarmState::Cleared);
         reset.false_alarm = true;
         assert_eq!(decide(&reset, false), Decision::Inactive);
+    }
+
+    #[test]
+    fn a_fire_reset_as_real_opens_an_incident_even_in_drill_and_a_test_files_nothing() {
+        let reset = |class, disposition, drill| {
+            let mut e = event(Transition::Reset, class, AlarmState::Cleared);
+            e.disposition = disposition;
+            e.false_alarm = disposition == Some(Disposition::False);
+            e.alarm.drill = drill;
+            decide(&e, true)
+        };
+        use AlarmClass::{Fire, Gas};
+        use Disposition::{False, Real, Test};
+        assert_eq!(reset(Fire, Some(Real), false), Decision::Incident);
+        assert_eq!(reset(Fire, Some(Real), true), Decision::Incident);
+        assert_eq!(reset(Fire, Some(False), false), Decision::FalseAlarm);
+        assert_eq!(reset(Fire, Some(False), true), Decision::Nothing);
+        assert_eq!(reset(Fire, Some(Test), false), Decision::Inactive);
+        assert_eq!(reset(Fire, None, false), Decision::Inactive);
+        // Only fire alarms have incident reports.
+        assert_eq!(reset(Gas, Some(Real), false), Decision::Inactive);
+        // Only a reset says what an alarm was.
+        let mut ack = event(Transition::Acknowledged, Fire, AlarmState::ActiveAcked);
+        ack.disposition = Some(Real);
+        assert_eq!(decide(&ack, true), Decision::Nothing);
     }
 
     #[test]

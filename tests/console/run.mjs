@@ -139,7 +139,7 @@ try {
   await test("every view registers with the console core and every text is given once in both languages", async () => {
     const page = pages.admin;
     const tabs = await page.$$eval("#tabs a", (as) => as.map((a) => a.id));
-    assert(tabs.join() === "tab-control,tab-lab,tab-bureau,tab-school", `admin tabs: ${tabs}`);
+    assert(tabs.join() === "tab-control,tab-lab,tab-bureau,tab-school,tab-incidents", `admin tabs: ${tabs}`);
     const problems = await page.evaluate(() => window.CG_I18N.missing());
     assert(problems.length === 0, `texts: ${problems.join(", ")}`);
     for (const [role, view] of Object.entries(landing)) {
@@ -386,7 +386,9 @@ try {
     await page.waitForSelector(`${row} button.reset`, { timeout: 5000 });
     assert((await page.textContent(`${row} .state`)).includes("已锁存"), "latched shown");
     await page.click(`${row} button.reset`);
-    await page.fill('#action-dialog textarea[name="comment"]', "现场确认无火情，已复位");
+    // A fire alarm's reset says what it was (real fire, false alarm or test).
+    await page.check("#action-dialog #disposition-test");
+    await page.fill('#action-dialog textarea[name="comment"]', "探测器测试，现场确认无火情，已复位");
     await page.click("#action-submit");
     await page.waitForSelector(row, { state: "detached", timeout: 3000 });
   });

@@ -1,7 +1,8 @@
 // campusguard console, an alarm's own page (#/alarms/<id>): the link in every notification
 // opens it, usually on a phone at night, so it reads well at 375 px. Facts of the alarm, the
 // readings of its sensor around it, its journal (every transition and every notification
-// attempt), and for those who handle alarms: acknowledge with a comment. Texts in
+// attempt), and for those who handle alarms: acknowledge with a comment, reset a latched one
+// (the board's dialog: a fire alarm says whether it was real, false or a test). Texts in
 // web/i18n/alarm.js. Not a tab: reached by its link (a user not logged in logs in and comes
 // back here).
 (function () {
@@ -58,7 +59,13 @@
     if (a.raised_at >= x0 && a.raised_at <= x1) {
       el.append(svg("line", { x1: X(a.raised_at), x2: X(a.raised_at), y1: P, y2: H - P, class: "raised" }));
     }
-    el.append(svg("polyline", { points: numeric.map((p) => X(p.ts).toFixed(1) + "," + Y(p.value).toFixed(1)).join(" "), class: "series" }));
+    const d = numeric.map((p, i) => (i ? "L" : "M") + X(p.ts).toFixed(1) + "," + Y(p.value).toFixed(1)).join(" ");
+    el.append(svg("path", { d, class: "series", "data-points": numeric.length }));
+    // The range of values and of time, at the corners.
+    const label = (x, y, text, anchor) => { const l = svg("text", { x, y, "text-anchor": anchor || "start" }); l.textContent = text; return l; };
+    el.append(label(P + 2, P + 9, fmtValue(y1, a.point)), label(P + 2, H - P - 2, fmtValue(y0, a.point)),
+      label(W - P - 2, H - P - 2, I.fmtTime(x1).slice(-8), "end"));
+    if (typeof a.threshold === "number") el.append(label(W - P - 2, Y(a.threshold) - 3, t("alarm_threshold") + " " + fmtValue(a.threshold, a.point), "end"));
     const last = numeric[numeric.length - 1];
     return h("div", {}, el, h("p", { class: "hint" }, t("alarm_readings_hint") + " · " + t("alarm_last") + " " + fmtValue(last.value, a.point) + " @ " + I.fmtTime(last.ts)));
   }
@@ -67,7 +74,8 @@
     return h("ol", { class: "alarm-journal", id: "alarm-journal" }, entries.slice().reverse().map((e) =>
       h("li", { dataset: { transition: e.transition } },
         h("div", { class: "when" }, I.fmtTime(e.at), " · ", h("b", {}, t("tr_" + e.transition)), " · ", e.user,
-          e.false_alarm ? h("span", { class: "badge false-alarm" }, t("alarm_false")) : null),
+          e.disposition ? h("span", { class: "badge disposition " + e.disposition, dataset: { disposition: e.disposition } }, t("disp_badge_" + e.disposition))
+            : e.false_alarm ? h("span", { class: "badge false-alarm" }, t("alarm_false")) : null),
         e.comment ? h("div", { class: "comment" }, e.comment) : null)));
   }
 
@@ -93,6 +101,15 @@
     }, h("label", {}, h("span", {}, t("comment")), comment), error, button);
   }
 
+  // A latched alarm whose condition is gone is reset here too, with the board's dialog (a fire
+  // alarm asks what it was; a real fire goes on to its incident report).
+  function resetButton(a) {
+    const latched = (a.class === "fire" || a.class === "gas") && !a.condition_active && a.state !== "cleared";
+    if (!canHandleAlarms() || !latched || !window.CG.alarmAction) return null;
+    return h("p", { class: "alarm-reset" }, h("button", { type: "button", id: "alarm-reset-button",
+      onclick: () => window.CG.alarmAction(a, "reset", () => load(a.id)) }, t("reset")));
+  }
+
   function render() {
     const root = section();
     if (!shown) { root.replaceChildren(h("p", { class: "empty" }, t("alarm_loading"))); return; }
@@ -115,16 +132,21 @@
       fact(t("alarm_cleared"), a.cleared_at ? I.fmtTime(a.cleared_at) : null),
       fact(t("alarm_shelved"), a.shelved && a.shelved.until_ms > Date.now() ? I.fmtTime(a.shelved.until_ms) + " · " + a.shelved.reason : null),
     ].filter(Boolean).flat();
-    root.replaceChildren(
+    // (replaceChildren would write a null out as the text "null".)
+    root.replaceChildren(...[
       back,
       h("h2", { class: "alarm-title", id: "alarm-title" },
         h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
         a.drill ? h("span", { class: "badge drill" }, t("drill")) : null, " #" + a.id + " " + a.message),
       h("div", { class: "alarm-state " + a.state, id: "alarm-state", dataset: { state: a.state } }, t("state_" + a.state)),
       ackForm(a),
+      resetButton(a),
+      // Reset as a real fire: its incident report (信息报告).
+      shown.journal.some((e) => e.transition === "reset" && e.disposition === "real")
+        ? h("p", { class: "alarm-incident" }, h("a", { href: "#/incidents/new/" + a.id, id: "alarm-incident-link" }, t("view_incidents"))) : null,
       h("dl", { class: "alarm-facts" }, facts),
       h("h3", {}, t("alarm_readings")), chart(a, shown.points),
-      h("h3", {}, t("alarm_journal")), journalList(shown.journal));
+      h("h3", {}, t("alarm_journal")), journalList(shown.journal)].filter(Boolean));
   }
 
   // Anything that happens to the alarm shown (a transition, a notification attempt) reloads it.

@@ -1,5 +1,6 @@
 // campusguard console, the bureau view: every school's tickets with filters, supervision
-// (挂牌督办) of open tickets, the monthly ledger export and per-school counts. Texts in
+// (挂牌督办) of open tickets, the monthly ledger export, per-school counts and every school's
+// incident reports (web/views/incident.js). Texts in
 // web/i18n/bureau.js and web/i18n/tickets.js.
 (function () {
   "use strict";
@@ -53,6 +54,8 @@
       }
       return buttons;
     }));
+    // Every school's incident reports (信息报告), below the tickets.
+    if (window.CG.incidents) window.CG.incidents.listInto(document.getElementById("bureau-incidents"));
     try { await loadDistrict(stats, form.elements.month.value); }
     catch (e) { stats.replaceChildren(h("p", { class: "error" }, e.message)); }
   }

@@ -23,20 +23,22 @@
       if (!isShelved(a)) actions.push(h("button", { class: "shelve", onclick: () => alarmAction(a, "shelve") }, t("shelve")));
       if (latched) actions.push(h("button", { class: "reset", onclick: () => alarmAction(a, "reset") }, t("reset")));
     }
+    // data-label: the column's name, shown in front of the value when a row is a card (phone).
+    const cell = (label, attrs, ...content) => h("td", Object.assign({ dataset: { label: t(label) } }, attrs), ...content);
     return h("tr", { class: ["alarm", a.class, unacked ? "unacked" : "acked", a.drill ? "drill" : ""].join(" ").trim(),
       dataset: { id: a.id, state: a.state, class: a.class, sensor: a.sensor, rule: a.rule, drill: String(!!a.drill) } },
-      h("td", {}, h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
+      h("td", { class: "what" }, h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
         a.id === firstId ? h("span", { class: "badge first" }, t("first_alarm")) : null,
         a.drill ? h("span", { class: "badge drill" }, t("drill")) : null,
         // Raised while nobody was signed on in a duty room covering the school (the API says).
         a.unattended ? h("span", { class: "badge unattended" }, t("unattended")) : null),
-      h("td", {}, a.school),
-      h("td", {}, place(a.school, a.device)),
-      h("td", { class: "mono" }, a.device + "/" + a.point),
-      h("td", {}, a.message),
-      h("td", {}, fmtValue(a.value, a.point)),
-      h("td", {}, I.fmtTime(a.raised_at)),
-      h("td", { class: "state" }, t("state_" + a.state), latched ? h("div", {}, h("span", { class: "badge latched" }, t("latched"))) : null,
+      cell("col_school", {}, a.school),
+      cell("col_place", {}, place(a.school, a.device)),
+      cell("col_sensor", { class: "mono" }, a.device + "/" + a.point),
+      cell("col_message", { class: "message" }, a.message),
+      cell("col_value", {}, fmtValue(a.value, a.point)),
+      cell("col_time", {}, I.fmtTime(a.raised_at)),
+      cell("col_state", { class: "state" }, t("state_" + a.state), latched ? h("div", {}, h("span", { class: "badge latched" }, t("latched"))) : null,
         isShelved(a) ? h("div", {}, t("shelved_until") + " " + I.fmtTime(a.shelved.until_ms)) : null),
       h("td", { class: "actions" }, actions));
   }
@@ -73,9 +75,10 @@
   }
 
   // ---- alarm actions -------------------------------------------------------------------
-  function alarmAction(a, action) {
+  // `after(event)`: called once the action went through (the alarm's page reloads itself).
+  function alarmAction(a, action, after) {
     const path = "/api/v1/alarms/" + a.id + "/" + action;
-    const done = (ev) => window.CG.alarmChanged(ev);
+    const done = (ev) => { window.CG.alarmChanged(ev); if (after) after(ev); };
     if (action === "ack") {
       openDialog(t("dialog_ack") + " #" + a.id, [field("comment", t("comment"), "textarea", { maxlength: 1000 })],
         async (d) => done(await post(path, d.comment ? { comment: d.comment } : {})));
@@ -84,6 +87,17 @@
         field("duration", t("duration"), "select", { options: [["30m", "30 min"], ["1h", "1 h"], ["4h", "4 h"], ["8h", "8 h"], ["24h", "24 h"]] }),
         field("reason", t("reason"), "textarea", { required: true, maxlength: 1000 })],
         async (d) => done(await post(path, { duration: d.duration, reason: d.reason })));
+    } else if (a.class === "fire") {
+      // A fire alarm says what it was: a real fire opens its incident report (the form comes
+      // next), a false alarm files the detector's maintenance ticket, a test files nothing.
+      const choices = h("fieldset", { class: "disposition", id: "reset-disposition" }, h("legend", {}, t("reset_what")),
+        ["real", "false", "test"].map((d) => h("label", { class: "choice" },
+          h("input", { type: "radio", name: "disposition", value: d, required: true, id: "disposition-" + d }), " ", t("disp_" + d))));
+      openDialog(t("dialog_reset") + " #" + a.id, [choices, field("comment", t("comment"), "textarea", { maxlength: 1000 })],
+        async (d) => {
+          done(await post(path, { comment: d.comment || null, disposition: d.disposition }));
+          if (d.disposition === "real") location.hash = "#/incidents/new/" + a.id;
+        });
     } else {
       openDialog(t("dialog_reset") + " #" + a.id, [field("comment", t("comment"), "textarea", { maxlength: 1000 }),
         h("label", {}, h("input", { type: "checkbox", name: "false_alarm", value: "true" }), " ", t("false_alarm"))],

@@ -51,6 +51,8 @@
     const bar = document.getElementById("school-bar");
     bar.replaceChildren(h("button", { id: "register-hazard", class: "primary", onclick: registerForm }, t("register_hazard")));
     loadCalendar();
+    // The school's incident reports (信息报告), below its tickets.
+    if (window.CG.incidents) window.CG.incidents.listInto(document.getElementById("school-incidents"));
     let list;
     try { list = ticketList(await api("/api/v1/tickets")); }
     catch (e) {
