@@ -196,6 +196,8 @@ struct Fixture {
     drill_id: Option<u64>,
     /// An incident report (draft) of that school.
     incident_id: String,
+    /// A shift open in that school's duty room (named after the school).
+    shift_id: i64,
 }
 
 impl Fixture {
@@ -214,6 +216,7 @@ impl Fixture {
                     (p, "id") if p.starts_with("/api/v1/alarms") => self.alarm_id.to_string(),
                     (p, "id") if p.starts_with("/api/v1/tickets") => self.ticket_id.clone(),
                     (p, "id") if p.starts_with("/api/v1/incidents") => self.incident_id.clone(),
+                    (p, "id") if p.starts_with("/api/v1/duty") => self.shift_id.to_string(),
                     (p, "id") if p.starts_with("/api/v1/drills") => {
                         self.drill_id.unwrap_or(1).to_string()
                     }
@@ -259,6 +262,8 @@ impl Fixture {
             }
             ("POST", "/api/v1/incidents") => incident_of(self.school),
             ("PATCH", "/api/v1/incidents/{id}") => json!({"version": 1, "injuries": 0}),
+            ("POST", "/api/v1/duty/shifts") => json!({"room": self.school}),
+            (_, p) if p.ends_with("/handover") => json!({"notes": "hostile test"}),
             _ => json!({}),
         }
     }
@@ -449,6 +454,7 @@ async fn start() -> Env {
             school: SCHOOL,
             drill_id: None,
             incident_id: i["id"].as_str().unwrap().to_string(),
+            shift_id: 1,
         },
         _dir: dir,
     }
@@ -626,6 +632,7 @@ async fn every_documented_operation_is_served_and_no_undocumented_method_is() {
         school: SCHOOL,
         drill_id: None,
         incident_id: "XHSY-INC-202612-0001".into(),
+        shift_id: 1,
     };
     let doc = openapi();
     let mut checked = 0;
@@ -1854,6 +1861,13 @@ const SCHOOL_SCOPE: &[(&str, Scope)] = &[
     ("GET /api/v1/incidents/{id}", Scope::Get),
     ("PATCH /api/v1/incidents/{id}", Scope::Act),
     ("GET /api/v1/drills/history", Scope::List(&[""])),
+    ("GET /api/v1/duty/shifts", Scope::List(&["", "room=dfzx"])),
+    ("POST /api/v1/duty/shifts", Scope::Act),
+    ("POST /api/v1/duty/shifts/{id}/handover", Scope::Act),
+    (
+        "GET /api/v1/duty/log",
+        Scope::List(&["room=dfzx", "room=dfzx&format=csv"]),
+    ),
     ("GET /api/v1/reports", Scope::List(&["month={month}"])),
     ("POST /api/v1/reports/{school}/{month}/submit", Scope::Act),
     ("GET /api/v1/reports/{school}/{month}", Scope::Get),
@@ -1885,6 +1899,10 @@ fn scope_of(op: &Operation) -> Scope {
 fn two_schools_toml() -> String {
     let mut toml = String::new();
     for school in [SCHOOL, OTHER] {
+        // A duty room per school, named after it.
+        toml.push_str(&format!(
+            "[[duty.rooms]]\nname = \"{school}\"\nschools = [\"{school}\"]\n\n"
+        ));
         for role in ROLES {
             toml.push_str(&format!(
                 "[[http.tokens]]\nname = \"{school}-{role}\"\ntoken = \"{}\"\nrole = \"{role}\"\nschools = [\"{school}\"]\n\n",
@@ -2054,6 +2072,15 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
         )
         .await;
     assert_eq!(status, 201, "{i}");
+    // The other school's duty room, with its operator on duty.
+    let (status, shift) = gw
+        .post_json(
+            "/api/v1/duty/shifts",
+            Some(&other("operator")),
+            json!({"room": OTHER}),
+        )
+        .await;
+    assert_eq!(status, 201, "{shift}");
     // The other school's month, submitted: a frozen report to be refused to us.
     let (status, r) = gw
         .post_json(
@@ -2090,6 +2117,7 @@ async fn every_route_refuses_the_other_school_to_school_scoped_tokens_of_every_r
         school: OTHER,
         drill_id: d["id"].as_u64(),
         incident_id: i["id"].as_str().unwrap().to_string(),
+        shift_id: shift["shift"]["id"].as_i64().unwrap(),
     };
     let own_tokens: Vec<(&str, String)> = ROLES
         .iter()
