@@ -1,5 +1,6 @@
 //! The duty log in a real browser (`tests/console/duty_page.mjs`, Playwright with Debian's
-//! Chromium): an operator signs on in the console, a fire is raised and acknowledged, the
+//! Chromium): an operator signs on in the console, a fire is raised and acknowledged, then
+//! reset as a real fire and its incident report filed, the
 //! day's duty log lists it, the print layout hides the console and prints A4, the handover
 //! notes are shown for the next shift, and a fire raised with nobody on duty carries the
 //! unattended badge on the board. Screenshots land in `target/console-artifacts/` (or
@@ -49,18 +50,31 @@ staff_per_shift = 2
 
 /// The open `temp_fire` alarm of `device`.
 async fn fire_of(gw: &TestGateway, device: &str) -> Value {
-    eventually(
-        "the fire on the board",
-        Duration::from_secs(10),
-        || async move {
-            let (_, alarms) = gw.get_json("/api/v1/alarms", Some(OPERATOR_TOKEN)).await;
-            alarms
-                .as_array()?
-                .iter()
-                .find(|a| a["device"] == device && a["rule"] == "temp_fire")
-                .cloned()
-        },
-    )
+    fire_where(gw, device, "the fire on the board", |_| true).await
+}
+
+/// The `temp_fire` alarm of `device` once its condition has cleared (latched, resettable).
+async fn cleared_of(gw: &TestGateway, device: &str) -> Value {
+    fire_where(gw, device, "the fire's condition cleared", |a| {
+        a["condition_active"] == false
+    })
+    .await
+}
+
+async fn fire_where(
+    gw: &TestGateway,
+    device: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool + Copy,
+) -> Value {
+    eventually(what, Duration::from_secs(10), || async move {
+        let (_, alarms) = gw.get_json("/api/v1/alarms", Some(OPERATOR_TOKEN)).await;
+        alarms
+            .as_array()?
+            .iter()
+            .find(|a| a["device"] == device && a["rule"] == "temp_fire" && ok(a))
+            .cloned()
+    })
     .await
 }
 
@@ -109,6 +123,13 @@ async fn an_operator_signs_on_handles_a_fire_and_prints_the_days_duty_log() {
                 stdin.write_all(b"done\n").await.unwrap();
                 stdin.flush().await.unwrap();
             }
+            if let Some(device) = line.strip_prefix("NEED normal ") {
+                dev.publish(&gw.topic("xhsy", device, "telemetry"), r#"{"temp_c":21}"#)
+                    .await;
+                cleared_of(&gw, device).await;
+                stdin.write_all(b"done\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
             if !line.trim().is_empty() {
                 last = line;
             }
@@ -135,6 +156,18 @@ async fn an_operator_signs_on_handles_a_fire_and_prints_the_days_duty_log() {
         .as_str()
         .unwrap()
         .contains("门锁松动"));
+    // The fire reset as real left one submitted incident report, as the console filed it.
+    let (status, list) = gw
+        .get_json(
+            &format!("/api/v1/incidents?alarm_id={}", fires[0]["id"]),
+            Some(OPERATOR_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let reports = list["incidents"].as_array().unwrap();
+    assert_eq!(reports.len(), 1, "{list}");
+    assert_eq!(reports[0]["status"], "submitted", "{list}");
+    assert_eq!(reports[0]["reported_119_by"], "李明", "{list}");
     drop(dev);
     gw.stop().await;
 }

@@ -467,6 +467,18 @@ fn what_label(what: &str, lang: Lang) -> String {
     }
 }
 
+/// What a reset said a fire alarm was (as the console's reset dialog words it).
+fn disposition_label(disposition: &str, lang: Lang) -> String {
+    match (disposition, lang) {
+        ("real", Lang::Zh) => "真实火警".into(),
+        ("false", Lang::Zh) => "误报".into(),
+        ("test", Lang::Zh) => "测试".into(),
+        ("real", Lang::En) => "real fire".into(),
+        ("false", Lang::En) => "false alarm".into(),
+        (other, _) => other.to_string(),
+    }
+}
+
 fn class_label(class: &str, lang: Lang) -> String {
     match (class, lang) {
         ("fire", Lang::Zh) => "火警".into(),
@@ -514,6 +526,9 @@ fn log_rows(log: &DayLog, lang: Lang, offset: i64) -> Vec<[String; LOG_COLUMNS]>
         let mut row: [String; LOG_COLUMNS] = Default::default();
         row[0] = time(e.at);
         row[1] = what_label(&e.transition, lang);
+        if let Some(d) = &e.disposition {
+            row[1] = format!("{}（{}）", row[1], disposition_label(d, lang));
+        }
         row[2] = e.school.clone();
         row[3] = e.alarm_id.to_string();
         row[4] = class_label(&e.class, lang);

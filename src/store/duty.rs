@@ -32,6 +32,8 @@ pub struct DutyEvent {
     pub user: String,
     pub comment: Option<String>,
     pub false_alarm: bool,
+    /// What a reset said the alarm was: `real`, `false` or `test` (fire alarms).
+    pub disposition: Option<String>,
     pub alarm_id: i64,
     pub school: String,
     pub class: String,
@@ -219,7 +221,7 @@ impl LocalStore {
             "SELECT j.seq, j.at, j.transition, j.user, j.comment, j.false_alarm, j.alarm_id, \
              a.school, a.class, a.sensor, a.building, \
              COALESCE(json_extract(a.doc, '$.message'), ''), a.raised_at, \
-             COALESCE(json_extract(a.doc, '$.drill'), 0) \
+             COALESCE(json_extract(a.doc, '$.drill'), 0), json_extract(j.event, '$.disposition') \
              FROM alarm_journal j INDEXED BY alarm_journal_at JOIN alarms a ON a.id = j.alarm_id \
              WHERE j.at >= ",
         );
@@ -247,6 +249,7 @@ impl LocalStore {
                 message: r.get(11),
                 raised_at: r.get(12),
                 drill: r.get::<i64, _>(13) != 0,
+                disposition: r.get(14),
             })
             .collect())
     }

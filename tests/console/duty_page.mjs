@@ -1,7 +1,7 @@
 // The duty log in a real browser: Playwright driving Debian's Chromium. An operator follows the
 // control view's link to the duty log and signs on; a fire is raised (by the Rust side) and
 // shows on the board without the unattended badge; the operator acknowledges it; the day's
-// log lists the raise and the acknowledgement with the operator on duty; the print layout
+// log lists the raise, the acknowledgement and the reset as a real fire with the operator on duty; the print layout
 // (emulated print media) hides the console and shows the record's header and signature
 // lines, and prints to an A4 PDF; the operator hands over with notes; a fire raised with
 // nobody on duty carries the 无人值守 badge on the board.
@@ -93,7 +93,32 @@ try {
     await page.waitForSelector('#alarm-state[data-state="active_acked"]', { timeout: 5000 });
   });
 
-  await test("the day's duty log lists the raise and the acknowledgement with the operator on duty", async () => {
+  await test("back to normal, the fire is reset as a real fire and its incident report is filed", async () => {
+    await need("normal det-1");
+    await page.goto(base + "/#/alarms/" + alarmId);
+    await page.waitForSelector("#alarm-reset-button", { timeout: 5000 });
+    await page.click("#alarm-reset-button");
+    await page.waitForSelector("#action-dialog[open] #reset-disposition", { timeout: 5000 });
+    await page.check("#disposition-real");
+    await page.fill('#action-fields textarea[name="comment"]', "配电间起火，已扑灭");
+    await page.click("#action-submit");
+    await page.waitForSelector("#view-incidents:not([hidden]) #incident-form", { timeout: 5000 });
+    await page.fill("#incident-actions_taken", "值班员使用灭火器扑灭，疏散师生");
+    await page.fill("#incident-reported_119_by", "李明");
+    // The call to 119 a minute ago, in the browser's local time (as the form's input takes it).
+    await page.fill("#incident-reported_119_at", await page.evaluate(() => {
+      const pad = (n) => String(n).padStart(2, "0");
+      const d = new Date(Date.now() - 60_000);
+      return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    }));
+    await page.click("#incident-submit");
+    await page.waitForSelector('#incident-status[data-status="submitted"], #incident-error:not([hidden])', { timeout: 5000 });
+    const refused = await page.$("#incident-error:not([hidden])");
+    assert(!refused, `not submitted: ${refused && await refused.textContent()}`);
+    await page.waitForSelector('#incident-status[data-status="submitted"]', { timeout: 5000 });
+  });
+
+  await test("the day's duty log lists the raise, the acknowledgement and the reset as a real fire with the operator on duty", async () => {
     await page.goto(base + "/#/duty");
     await page.waitForSelector(`#duty-events tr[data-alarm="${alarmId}"][data-transition="acknowledged"]`, { timeout: 5000 });
     const raised = await page.textContent(`#duty-events tr[data-alarm="${alarmId}"][data-transition="raised"]`);
@@ -101,12 +126,17 @@ try {
     assert(await page.getAttribute(`#duty-events tr[data-alarm="${alarmId}"][data-transition="raised"]`, "data-unattended") === "false", "attended");
     const acked = await page.textContent(`#duty-events tr[data-alarm="${alarmId}"][data-transition="acknowledged"]`);
     assert(acked.includes("值班员到场确认") && acked.includes(user.name), `ack row: ${acked}`);
+    const reset = `#duty-events tr[data-alarm="${alarmId}"][data-transition="reset"]`;
+    await page.waitForSelector(reset, { timeout: 5000 });
+    assert(await page.getAttribute(`${reset} .badge.disposition`, "data-disposition") === "real", "the reset says: a real fire");
+    assert((await page.textContent(reset)).includes("真实火警") && (await page.textContent(reset)).includes("李明"), `reset row: ${await page.textContent(reset)}`);
     assert((await page.textContent("#duty-shifts")).includes("李明"), "the shift is listed");
     assert(!(await page.textContent("#view-duty")).includes("null"), "no stray null on the page");
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#duty-export-csv")]);
     const csv = readFileSync(await download.path(), "utf8");
     assert(csv.includes("时间,事项,学校,报警编号"), `csv header: ${csv.slice(0, 80)}`);
     assert(csv.includes("值班员到场确认"), "the acknowledgement is exported");
+    assert(csv.includes("复位（真实火警）"), "the reset and what the fire was are exported");
     await page.screenshot({ path: `${artifacts}/duty-log.png`, fullPage: true });
   });
 

@@ -98,7 +98,8 @@
     for (const e of log.events || []) {
       rows.push({ at: e.at, row: h("tr", { class: "duty-event " + e.class, dataset: { alarm: e.alarm_id, transition: e.transition, unattended: String(!!e.unattended) } },
         h("td", {}, I.fmtTime(e.at)),
-        h("td", {}, t("duty_tr_" + e.transition)),
+        h("td", {}, t("duty_tr_" + e.transition),
+          e.disposition ? h("span", { class: "badge disposition " + e.disposition, dataset: { disposition: e.disposition } }, t("disp_badge_" + e.disposition)) : null),
         h("td", {}, h("span", { class: "badge " + e.class }, t("class_" + e.class)), " ",
           e.unattended ? h("span", { class: "badge unattended" }, t("unattended")) : null,
           e.drill ? h("span", { class: "badge drill" }, t("duty_drill")) : null),
