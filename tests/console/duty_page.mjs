@@ -171,6 +171,10 @@ try {
     await page.waitForSelector(`${fireRow("det-2")} .badge.unattended`, { timeout: 10000 });
     assert(await page.textContent(`${fireRow("det-2")} .badge.unattended`) === "无人值守", "badge text");
     assert(!(await page.$(`${fireRow("det-1")} .badge.unattended`)), "the attended one stays unbadged");
+    const unattendedId = await page.getAttribute(fireRow("det-2"), "data-id");
+    await page.goto(base + "/#/alarms/" + unattendedId);
+    await page.waitForSelector("#alarm-unattended", { timeout: 5000 });
+    assert(await page.textContent("#alarm-unattended") === "无人值守", "the alarm's page says so too");
     await page.screenshot({ path: `${artifacts}/duty-unattended.png`, fullPage: true });
   });
 

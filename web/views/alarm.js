@@ -137,7 +137,10 @@
       back,
       h("h2", { class: "alarm-title", id: "alarm-title" },
         h("span", { class: "badge " + a.class }, t("class_" + a.class)), " ",
-        a.drill ? h("span", { class: "badge drill" }, t("drill")) : null, " #" + a.id + " " + a.message),
+        a.drill ? h("span", { class: "badge drill" }, t("drill")) : null,
+        // Raised while nobody was signed on in a duty room covering the school.
+        a.unattended ? h("span", { class: "badge unattended", id: "alarm-unattended" }, t("unattended")) : null,
+        " #" + a.id + " " + a.message),
       h("div", { class: "alarm-state " + a.state, id: "alarm-state", dataset: { state: a.state } }, t("state_" + a.state)),
       ackForm(a),
       resetButton(a),
