@@ -6,7 +6,7 @@
 //
 // Started by tests/notify_console.rs, which passes the operator in CG_USER (JSON: {name,
 // password}). The last line is `N passed, N failed`.
-import { chromium } from "playwright-core";
+import { test, assert, launch, finish } from "./harness.mjs";
 import { mkdirSync } from "node:fs";
 
 const [link, artifacts] = process.argv.slice(2);
@@ -16,28 +16,10 @@ if (!link || !artifacts) {
 }
 mkdirSync(artifacts, { recursive: true });
 const user = JSON.parse(process.env.CG_USER || "{}");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const id = (link.match(/#\/alarms\/(\d+)$/) || [])[1];
 
-let passed = 0, failed = 0;
-async function test(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    passed += 1;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`not ok - ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function assert(cond, message) { if (!cond) throw new Error(message); }
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const errors = [];
 try {
   const context = await browser.newContext({
@@ -92,5 +74,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

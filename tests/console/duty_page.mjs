@@ -11,9 +11,8 @@
 // Started by tests/duty_console.rs, which passes the operator in CG_USER (JSON: {name,
 // password}) and answers `NEED …` lines on stdout through stdin. The last line is
 // `N passed, N failed`.
-import { chromium } from "playwright-core";
+import { test, assert, need, launch, localInput, finish } from "./harness.mjs";
 import { mkdirSync, readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 
 const [base, artifacts] = process.argv.slice(2);
 if (!base || !artifacts) {
@@ -22,33 +21,9 @@ if (!base || !artifacts) {
 }
 mkdirSync(artifacts, { recursive: true });
 const user = JSON.parse(process.env.CG_USER || "{}");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function need(what) {
-  console.log(`NEED ${what}`);
-  const { value } = await answers.next();
-  if (!value || !value.startsWith("done")) throw new Error(`no answer to ${what}: ${value}`);
-}
 
-let passed = 0, failed = 0;
-async function test(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    passed += 1;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`not ok - ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function assert(cond, message) { if (!cond) throw new Error(message); }
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const errors = [];
 const NOTES = "3 号柜门锁松动，已报修";
 const fireRow = (device) => `#board-body tr.alarm.fire[data-sensor^="xhsy/${device}/"][data-rule="temp_fire"]`;
@@ -106,11 +81,8 @@ try {
     await page.fill("#incident-actions_taken", "值班员使用灭火器扑灭，疏散师生");
     await page.fill("#incident-reported_119_by", "李明");
     // The call to 119 a minute ago, in the browser's local time (as the form's input takes it).
-    await page.fill("#incident-reported_119_at", await page.evaluate(() => {
-      const pad = (n) => String(n).padStart(2, "0");
-      const d = new Date(Date.now() - 60_000);
-      return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-    }));
+    const called = await page.evaluate(() => Date.now() - 60_000);
+    await page.fill("#incident-reported_119_at", await page.evaluate(localInput, called));
     await page.click("#incident-submit");
     await page.waitForSelector('#incident-status[data-status="submitted"], #incident-error:not([hidden])', { timeout: 5000 });
     const refused = await page.$("#incident-error:not([hidden])");
@@ -182,5 +154,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

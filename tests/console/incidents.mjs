@@ -10,9 +10,8 @@
 // Started by tests/incidents.rs, which passes the operator and the bureau user in CG_USERS
 // (JSON: {operator: {name, password}, bureau: {…}}) and answers `NEED …` lines on stdout
 // through stdin. The last line is `N passed, N failed`.
-import { chromium } from "playwright-core";
+import { test, assert, need, launch, localInput, finish } from "./harness.mjs";
 import { mkdirSync } from "node:fs";
-import { createInterface } from "node:readline";
 
 const [base, alarmId, artifacts] = process.argv.slice(2);
 if (!base || !alarmId || !artifacts) {
@@ -21,46 +20,15 @@ if (!base || !alarmId || !artifacts) {
 }
 mkdirSync(artifacts, { recursive: true });
 const users = JSON.parse(process.env.CG_USERS || "{}");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function need(what) {
-  console.log(`NEED ${what}`);
-  const { value } = await answers.next();
-  if (!value || !value.startsWith("done")) throw new Error(`no answer to ${what}: ${value}`);
-}
 
-let passed = 0, failed = 0;
-async function test(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    passed += 1;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`not ok - ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function assert(cond, message) { if (!cond) throw new Error(message); }
 async function login(page, user) {
   await page.goto(base + "/login");
   await page.fill("#login-name", user.name);
   await page.fill("#login-password", user.password);
   await page.click("#login-submit");
 }
-// The value of a datetime-local input for `ms`, in the local time of where it runs (passed to
-// page.evaluate: self-contained).
-function localInput(ms) {
-  const pad = (n) => String(n).padStart(2, "0");
-  const d = new Date(ms);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const errors = [];
 const card = `#board-body tr.alarm[data-id="${alarmId}"]`;
 let incidentId = null;
@@ -185,5 +153,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

@@ -11,9 +11,8 @@
 // Started by tests/record_console.rs, which passes the admin in CG_USER (JSON: {name,
 // password}) and answers `NEED …` lines on stdout through stdin. The last line is
 // `N passed, N failed`.
-import { chromium } from "playwright-core";
+import { test, assert, need, launch, finish } from "./harness.mjs";
 import { mkdirSync, readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 
 const [base, artifacts] = process.argv.slice(2);
 if (!base || !artifacts) {
@@ -22,35 +21,10 @@ if (!base || !artifacts) {
 }
 mkdirSync(artifacts, { recursive: true });
 const user = JSON.parse(process.env.CG_USER || "{}");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function need(what) {
-  console.log(`NEED ${what}`);
-  const { value } = await answers.next();
-  if (!value || !value.startsWith("done")) throw new Error(`no answer to ${what}: ${value}`);
-}
 
-let passed = 0, failed = 0;
-async function test(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    passed += 1;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`not ok - ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function assert(cond, message) { if (!cond) throw new Error(message); }
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    // As a desktop browser does: no sound before the user clicks on the page.
-    "--autoplay-policy=user-gesture-required"],
-});
+// As a desktop browser does: no sound before the user clicks on the page.
+const browser = await launch(["--autoplay-policy=user-gesture-required"]);
 const errors = [];
 const NEW = "xhsy/new-1";
 try {
@@ -155,5 +129,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

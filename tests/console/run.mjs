@@ -8,7 +8,7 @@
 // serves one request over this process's stdio: when the page is ready for a fire, this
 // script prints `NEED fire` and waits for the line `fire published` on standard input.
 // Screenshots of every view go to <artifact-dir>. The last line is `N passed, N failed`.
-import { chromium } from "playwright-core";
+import { test, assert, launch, finish } from "./harness.mjs";
 import { mkdirSync } from "node:fs";
 import { createInterface } from "node:readline";
 
@@ -20,7 +20,6 @@ if (!base || !artifacts) {
 mkdirSync(artifacts, { recursive: true });
 const users = JSON.parse(process.env.CG_USERS || "{}");
 const fixture = JSON.parse(process.env.CG_FIXTURE || "{}");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 const stdinLines = createInterface({ input: process.stdin });
 const waiting = [];
@@ -33,26 +32,9 @@ function ask(what, timeoutMs = 10000) {
   });
 }
 
-let passed = 0, failed = 0;
-async function test(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    passed += 1;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failed += 1;
-    console.log(`not ok - ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function assert(cond, message) { if (!cond) throw new Error(message); }
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required"],
-});
+// The board's beep starts without a click here (the sound prompt has its own test).
+const browser = await launch(["--disable-quic", "--autoplay-policy=no-user-gesture-required"]);
 const pages = {};
 const pageErrors = [];
 
@@ -481,5 +463,4 @@ try {
   await browser.close();
   stdinLines.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();
