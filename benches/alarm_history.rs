@@ -8,8 +8,10 @@
 //! would.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use campusguard::alarms::AlarmState;
+use campusguard::model::AlarmClass;
 use campusguard::store::{AlarmFilter, HistoryCursor, LocalStore, StorageConfig};
 
 #[path = "support/journal.rs"]

@@ -7,7 +7,7 @@
 //! upgraded gateway's first start.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use campusguard::store::{LocalStore, StorageConfig};
 
