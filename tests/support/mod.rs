@@ -690,3 +690,75 @@ pub fn browser_ready() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Where the browser scripts put their screenshots: `$CG_CONSOLE_ARTIFACTS`, else
+/// `target/console-artifacts/`.
+pub fn console_artifacts() -> PathBuf {
+    std::env::var_os("CG_CONSOLE_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/console-artifacts"))
+}
+
+/// A browser test script of `tests/console/` (see its `harness.mjs`) run with node. Its lines
+/// are echoed as `[browser] …`; a `NEED …` line asks the test for something only it can do,
+/// which it does and then [`BrowserScript::answer`]s.
+pub struct BrowserScript {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    last: String,
+}
+
+impl BrowserScript {
+    /// Starts `node tests/console/<script> <args…>` with `env` added.
+    pub fn start(script: &str, args: &[String], env: &[(&str, String)]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(repo().join("tests/console").join(script))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("node starts");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Self {
+            child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            last: String::new(),
+        }
+    }
+
+    /// The script's next line (echoed), or `None` once it has closed its output.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let line = self.lines.next_line().await.expect("the script's output")?;
+        println!("[browser] {line}");
+        if !line.trim().is_empty() {
+            self.last = line.clone();
+        }
+        Some(line)
+    }
+
+    /// Answers the pending `NEED …`.
+    pub async fn answer(&mut self, text: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .expect("the script's input");
+        self.stdin.flush().await.expect("the script's input");
+    }
+
+    /// Waits for the script's end; it must exit 0 with `N passed, 0 failed` as its last line.
+    pub async fn finish(&mut self) {
+        while self.next_line().await.is_some() {}
+        let status = self.child.wait().await.expect("node ends");
+        assert!(status.success(), "browser test failed: {}", self.last);
+        assert!(self.last.ends_with(" 0 failed"), "{}", self.last);
+    }
+}
