@@ -15,6 +15,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 
+use super::store::{Bind, Conditions};
 use super::{place_words, trimmed, TicketError, Tickets};
 use crate::access::{Principal, Role};
 use crate::alarms::{Alarm, AlarmEvent};
@@ -156,12 +157,6 @@ const COLUMNS: [&str; 23] = [
     "updated_by",
     "updated_at",
 ];
-
-/// A bound argument of a list query.
-enum Arg {
-    Text(String),
-    Int(i64),
-}
 
 fn columns() -> &'static [&'static str] {
     &COLUMNS
@@ -549,58 +544,42 @@ impl Tickets {
             ));
         }
         filter.scope = who.scope().map(<[String]>::to_vec);
-        let mut conditions = Vec::new();
-        let mut args: Vec<Arg> = Vec::new();
-        // Adds an argument; returns its placeholder.
-        let arg = |a: Arg, args: &mut Vec<Arg>| {
-            args.push(a);
-            format!("${}", args.len())
-        };
-        if let Some(scope) = &filter.scope {
-            if scope.is_empty() {
-                return Ok(Vec::new());
-            }
-            let ps: Vec<String> = scope
-                .iter()
-                .map(|s| arg(Arg::Text(s.clone()), &mut args))
-                .collect();
-            conditions.push(format!("school IN ({})", ps.join(", ")));
+        let mut c = Conditions::default();
+        if !c.school_scope(&filter.scope) {
+            return Ok(Vec::new());
         }
         if let Some(s) = &filter.school {
-            conditions.push(format!("school = {}", arg(Arg::Text(s.clone()), &mut args)));
+            let p = c.arg(Bind::Text(s.clone()));
+            c.and(format!("school = {p}"));
         }
         if let Some(s) = filter.status {
-            let p = arg(Arg::Text(s.as_str().to_string()), &mut args);
-            conditions.push(format!("status = {p}"));
+            let p = c.arg(Bind::Text(s.as_str().to_string()));
+            c.and(format!("status = {p}"));
         }
         if let Some(id) = filter.alarm_id {
-            conditions.push(format!("alarm_id = {}", arg(Arg::Int(id), &mut args)));
+            let p = c.arg(Bind::Int(id));
+            c.and(format!("alarm_id = {p}"));
         }
         if let Some(from) = filter.from {
-            conditions.push(format!("occurred_at >= {}", arg(Arg::Int(from), &mut args)));
+            let p = c.arg(Bind::Int(from));
+            c.and(format!("occurred_at >= {p}"));
         }
         if let Some(to) = filter.to {
-            conditions.push(format!("occurred_at < {}", arg(Arg::Int(to), &mut args)));
+            let p = c.arg(Bind::Int(to));
+            c.and(format!("occurred_at < {p}"));
         }
-        let limit = arg(Arg::Int(filter.limit), &mut args);
-        let offset = arg(Arg::Int(filter.offset), &mut args);
+        let limit = c.arg(Bind::Int(filter.limit));
+        let offset = c.arg(Bind::Int(filter.offset));
         let sql = format!(
             "SELECT {} FROM incidents {} ORDER BY occurred_at DESC, id DESC LIMIT {limit} OFFSET {offset}",
             columns().join(", "),
-            if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            }
+            c.where_clause()
         );
-        let mut q = sqlx::query(&sql);
-        for a in args {
-            q = match a {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(v) => q.bind(v),
-            };
-        }
-        let rows = q.fetch_all(self.store.pool()).await.map_err(db)?;
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(db)?;
         rows.iter().map(incident_from_row).collect()
     }
 

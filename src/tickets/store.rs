@@ -91,9 +91,67 @@ pub enum Created {
     OpenExists,
 }
 
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(i64),
+}
+
+/// The `WHERE` conditions of a list query and the arguments they bind (`$1`, `$2`, … in
+/// order, as both SQLite and PostgreSQL take them through `sqlx::Any`).
+#[derive(Default)]
+pub(crate) struct Conditions {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Conditions {
+    /// Adds an argument; returns its placeholder.
+    pub(crate) fn arg(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+
+    /// Adds a condition (its placeholders made with [`Conditions::arg`]).
+    pub(crate) fn and(&mut self, condition: String) {
+        self.conditions.push(condition);
+    }
+
+    /// `school IN (…)` for a scope; `false` when the scope is empty (nothing can match).
+    pub(crate) fn school_scope(&mut self, scope: &Option<Vec<String>>) -> bool {
+        let Some(scope) = scope else { return true };
+        if scope.is_empty() {
+            return false;
+        }
+        let ps: Vec<String> = scope
+            .iter()
+            .map(|s| self.arg(Bind::Text(s.clone())))
+            .collect();
+        self.and(format!("school IN ({})", ps.join(", ")));
+        true
+    }
+
+    /// `WHERE a AND b …`, or nothing.
+    pub(crate) fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+
+    /// The query with the arguments bound.
+    pub(crate) fn bind<'q>(
+        self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for b in self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }
 }
 
 #[derive(Clone)]
@@ -465,69 +523,53 @@ impl TicketStore {
     }
 
     pub async fn list(&self, f: &ListFilter, now: i64) -> Result<Vec<Ticket>, TicketError> {
-        let mut conditions: Vec<String> = Vec::new();
-        let mut binds: Vec<Bind> = Vec::new();
-        let next = |b: Bind, binds: &mut Vec<Bind>| {
-            binds.push(b);
-            format!("${}", binds.len())
-        };
-        if let Some(scope) = &f.scope {
-            if scope.is_empty() {
-                return Ok(Vec::new());
-            }
-            let ps: Vec<String> = scope
-                .iter()
-                .map(|s| next(Bind::Text(s.clone()), &mut binds))
-                .collect();
-            conditions.push(format!("school IN ({})", ps.join(", ")));
+        let mut c = Conditions::default();
+        if !c.school_scope(&f.scope) {
+            return Ok(Vec::new());
         }
         if let Some(s) = &f.school {
-            let p = next(Bind::Text(s.clone()), &mut binds);
-            conditions.push(format!("school = {p}"));
+            let p = c.arg(Bind::Text(s.clone()));
+            c.and(format!("school = {p}"));
         }
         if let Some(s) = f.state {
-            let p = next(Bind::Text(s.as_str().into()), &mut binds);
-            conditions.push(format!("state = {p}"));
+            let p = c.arg(Bind::Text(s.as_str().into()));
+            c.and(format!("state = {p}"));
         }
-        if let Some(c) = f.category {
-            let p = next(Bind::Text(c.as_str().into()), &mut binds);
-            conditions.push(format!("category = {p}"));
+        if let Some(cat) = f.category {
+            let p = c.arg(Bind::Text(cat.as_str().into()));
+            c.and(format!("category = {p}"));
         }
         if let Some(g) = f.grade {
-            let p = next(Bind::Text(g.as_str().into()), &mut binds);
-            conditions.push(format!("grade = {p}"));
+            let p = c.arg(Bind::Text(g.as_str().into()));
+            c.and(format!("grade = {p}"));
         }
         if let Some(o) = f.overdue {
-            let p = next(Bind::Int(now), &mut binds);
+            let p = c.arg(Bind::Int(now));
             let overdue = format!(
                 "(state IN ('registered', 'rectifying', 'deferred') AND deadline_at IS NOT NULL AND deadline_at < {p})"
             );
-            conditions.push(if o { overdue } else { format!("NOT {overdue}") });
+            c.and(if o { overdue } else { format!("NOT {overdue}") });
         }
         if let Some(s) = f.supervised {
-            let p = next(Bind::Int(i64::from(s)), &mut binds);
-            conditions.push(format!("supervised = {p}"));
+            let p = c.arg(Bind::Int(i64::from(s)));
+            c.and(format!("supervised = {p}"));
         }
         if let Some(from) = f.from {
-            let p = next(Bind::Int(from), &mut binds);
-            conditions.push(format!("found_at >= {p}"));
+            let p = c.arg(Bind::Int(from));
+            c.and(format!("found_at >= {p}"));
         }
         if let Some(to) = f.to {
-            let p = next(Bind::Int(to), &mut binds);
-            conditions.push(format!("found_at < {p}"));
+            let p = c.arg(Bind::Int(to));
+            c.and(format!("found_at < {p}"));
         }
-        let limit = next(Bind::Int(f.limit), &mut binds);
-        let offset = next(Bind::Int(f.offset), &mut binds);
+        let limit = c.arg(Bind::Int(f.limit));
+        let offset = c.arg(Bind::Int(f.offset));
         let sql = format!(
             "SELECT {} FROM tickets {} ORDER BY found_at DESC, id DESC LIMIT {limit} OFFSET {offset}",
             COLUMNS.join(", "),
-            if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            }
+            c.where_clause()
         );
-        self.fetch_tickets(&sql, binds).await
+        self.fetch_tickets(&sql, c).await
     }
 
     /// The month's ledger: tickets found before `to` and not closed before `from`, i.e. open
@@ -538,26 +580,20 @@ impl TicketStore {
         to: i64,
         scope: Option<&[String]>,
     ) -> Result<Vec<Ticket>, TicketError> {
-        let mut binds = vec![Bind::Int(to), Bind::Int(from)];
-        let mut sql = format!(
-            "SELECT {} FROM tickets WHERE found_at < $1 AND (closed_at IS NULL OR closed_at >= $2)",
-            COLUMNS.join(", ")
-        );
-        if let Some(scope) = scope {
-            if scope.is_empty() {
-                return Ok(Vec::new());
-            }
-            let ps: Vec<String> = scope
-                .iter()
-                .map(|s| {
-                    binds.push(Bind::Text(s.clone()));
-                    format!("${}", binds.len())
-                })
-                .collect();
-            sql.push_str(&format!(" AND school IN ({})", ps.join(", ")));
+        let mut c = Conditions::default();
+        let (to, from) = (c.arg(Bind::Int(to)), c.arg(Bind::Int(from)));
+        c.and(format!(
+            "found_at < {to} AND (closed_at IS NULL OR closed_at >= {from})"
+        ));
+        if !c.school_scope(&scope.map(<[String]>::to_vec)) {
+            return Ok(Vec::new());
         }
-        sql.push_str(" ORDER BY school, id");
-        self.fetch_tickets(&sql, binds).await
+        let sql = format!(
+            "SELECT {} FROM tickets {} ORDER BY school, id",
+            COLUMNS.join(", "),
+            c.where_clause()
+        );
+        self.fetch_tickets(&sql, c).await
     }
 
     /// Open tickets past `deadline_before` that are not yet supervised.
@@ -570,19 +606,17 @@ impl TicketStore {
              AND supervised = 0 AND deadline_at IS NOT NULL AND deadline_at < $1 LIMIT 1000",
             COLUMNS.join(", ")
         );
-        self.fetch_tickets(&sql, vec![Bind::Int(deadline_before)])
-            .await
+        let mut c = Conditions::default();
+        c.arg(Bind::Int(deadline_before));
+        self.fetch_tickets(&sql, c).await
     }
 
-    async fn fetch_tickets(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<Ticket>, TicketError> {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+    async fn fetch_tickets(&self, sql: &str, args: Conditions) -> Result<Vec<Ticket>, TicketError> {
+        let rows = args
+            .bind(sqlx::query(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(ticket_from_row).collect()
     }
 
