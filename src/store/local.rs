@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::history::{HistoryPoint, HistoryReader, HistoryWriter, Pruned};
+use super::history::{Compacted, HistoryPoint, HistoryReader, HistoryWriter, Pruned};
 use super::StorageConfig;
 use crate::alarms::{Alarm, AlarmEvent, AlarmState};
 use crate::health;
@@ -164,6 +164,18 @@ impl LocalStore {
         })
         .await??;
         Ok(points)
+    }
+
+    /// One bounded step of the history's compaction, when one is due (see
+    /// [`HistoryWriter::compact_some`]); the history writer calls it between batches.
+    pub async fn compact_history(&self) -> Result<Compacted, StoreError> {
+        let writer = self.history_writer.clone();
+        let compacted = tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            writer.compact_some(now_ms())
+        })
+        .await??;
+        Ok(compacted)
     }
 
     /// Deletes readings older than `before_ms` (whole days once all of the day is older).
@@ -467,6 +479,12 @@ pub async fn run_history_writer(
             () = retry => {}
         }
         writer.write().await;
+        // Between batches (acks already released): one bounded compaction step, if due.
+        if writer.retry_at.is_none() {
+            if let Err(e) = writer.store.compact_history().await {
+                warn!(error = %e, "local history compaction failed");
+            }
+        }
     }
     if !writer.readings.is_empty() {
         writer.write().await;
