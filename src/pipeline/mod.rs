@@ -140,8 +140,11 @@ pub async fn start(
     Ok(())
 }
 
-/// Readings drained from the ingest channel per round before alarms are flushed.
+/// Events drained from the ingest channel per wake-up (`recv_many`), at most.
 const DRAIN_BATCH: usize = 512;
+/// Readings taken per round, about: the round ends (alarms journaled and broadcast, readings
+/// handed on) once this many are in; an MQTT batch is taken whole.
+const ROUND_READINGS: usize = 8192;
 /// Readings waiting for room in the history writer's queue, at most; beyond, they are shed.
 const HISTORY_BACKLOG: usize = 20_000;
 /// Transitions waiting for the alarm journal to write again, at most.
@@ -296,6 +299,7 @@ impl Core {
         let mut commands_open = true;
         let mut notify_open = true;
         let mut action_results = self.out.actions.take_results();
+        let mut events = Vec::with_capacity(DRAIN_BATCH);
         loop {
             // Alarm transitions and readings first, API commands after them: a flood of API
             // readers never stands between a reading and its alarm. Commands are not starved
@@ -304,10 +308,14 @@ impl Core {
             tokio::select! {
                 biased;
                 Some(done) = action_results.recv() => self.action_done(done).await,
-                event = ingest.recv() => {
-                    let Some(event) = event else { break };
-                    self.handle_ingest(event);
-                    for _ in 0..DRAIN_BATCH {
+                // One wake-up takes whatever is queued (up to DRAIN_BATCH events, each an
+                // MQTT batch or a poll cycle), more while the round is small.
+                n = ingest.recv_many(&mut events, DRAIN_BATCH) => {
+                    if n == 0 { break };
+                    for event in events.drain(..) {
+                        self.handle_ingest(event);
+                    }
+                    while self.history_batch.readings.len() < ROUND_READINGS {
                         match ingest.try_recv() {
                             Ok(event) => self.handle_ingest(event),
                             Err(_) => break,
@@ -377,8 +385,14 @@ impl Core {
                 self.engine
                     .on_status(&device, online, now, now_ms(), &mut self.changes);
             }
-            IngestEvent::Ack(ack) => self.history_batch.acks.push(ack),
             IngestEvent::Meta { device, info } => self.apply_meta(device, info, now, true),
+            IngestEvent::Batch { events, acks } => {
+                for event in events {
+                    self.handle_ingest(event);
+                }
+                // Behind the batch's readings: released once they are durable.
+                self.history_batch.acks.extend(acks);
+            }
         }
         self.apply_changes();
     }
