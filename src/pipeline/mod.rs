@@ -140,11 +140,14 @@ pub async fn start(
     Ok(())
 }
 
-/// Events drained from the ingest channel per wake-up (`recv_many`), at most.
-const DRAIN_BATCH: usize = 512;
-/// Readings taken per round, about: the round ends (alarms journaled and broadcast, readings
-/// handed on) once this many are in; an MQTT batch is taken whole.
-const ROUND_READINGS: usize = 8192;
+/// Events taken from the ingest channel at a wake-up (`recv_many`), at most. An MQTT batch
+/// holds up to 64 messages, so this is kept small: the round's size is bounded by
+/// [`ROUND_READINGS`] (and the history and sink batches, and their channels' memory, by it).
+const DRAIN_BATCH: usize = 8;
+/// Readings taken per round, about: more events are taken while the round holds fewer, so a
+/// round is at most this plus one wake-up's `DRAIN_BATCH` events (an MQTT batch is taken
+/// whole). The round ends with its alarms journaled and broadcast and its readings handed on.
+const ROUND_READINGS: usize = 4096;
 /// Readings waiting for room in the history writer's queue, at most; beyond, they are shed.
 const HISTORY_BACKLOG: usize = 20_000;
 /// Transitions waiting for the alarm journal to write again, at most.
