@@ -233,8 +233,8 @@ async fn the_poller_decodes_the_documented_values_the_simulator_serves() {
                 assert!(readings.iter().all(|r| r.sensor.school.as_ref() == "xhsy"));
                 seen.insert(device, readings);
             }
-            IngestEvent::Meta { .. } | IngestEvent::Ack(_) => {
-                panic!("the poller sends no meta and no acks")
+            IngestEvent::Meta { .. } | IngestEvent::Batch { .. } => {
+                panic!("the poller sends no meta and no batches (acks ride only in MQTT batches)")
             }
         }
     }

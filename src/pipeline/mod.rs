@@ -141,8 +141,14 @@ pub async fn start(
     Ok(())
 }
 
-/// Readings drained from the ingest channel per round before alarms are flushed.
-const DRAIN_BATCH: usize = 512;
+/// Events taken from the ingest channel at a wake-up (`recv_many`), at most. An MQTT batch
+/// holds up to 64 messages, so this is kept small: the round's size is bounded by
+/// [`ROUND_READINGS`] (and the history and sink batches, and their channels' memory, by it).
+const DRAIN_BATCH: usize = 8;
+/// Readings taken per round, about: more events are taken while the round holds fewer, so a
+/// round is at most this plus one wake-up's `DRAIN_BATCH` events (an MQTT batch is taken
+/// whole). The round ends with its alarms journaled and broadcast and its readings handed on.
+const ROUND_READINGS: usize = 4096;
 /// Readings waiting for room in the history writer's queue, at most; beyond, they are shed.
 const HISTORY_BACKLOG: usize = 20_000;
 /// Transitions waiting for the alarm journal to write again, at most.
@@ -297,6 +303,7 @@ impl Core {
         let mut commands_open = true;
         let mut notify_open = true;
         let mut action_results = self.out.actions.take_results();
+        let mut events = Vec::with_capacity(DRAIN_BATCH);
         loop {
             // Alarm transitions and readings first, API commands after them: a flood of API
             // readers never stands between a reading and its alarm. Commands are not starved
@@ -305,10 +312,14 @@ impl Core {
             tokio::select! {
                 biased;
                 Some(done) = action_results.recv() => self.action_done(done).await,
-                event = ingest.recv() => {
-                    let Some(event) = event else { break };
-                    self.handle_ingest(event);
-                    for _ in 0..DRAIN_BATCH {
+                // One wake-up takes whatever is queued (up to DRAIN_BATCH events, each an
+                // MQTT batch or a poll cycle), more while the round is small.
+                n = ingest.recv_many(&mut events, DRAIN_BATCH) => {
+                    if n == 0 { break };
+                    for event in events.drain(..) {
+                        self.handle_ingest(event);
+                    }
+                    while self.history_batch.readings.len() < ROUND_READINGS {
                         match ingest.try_recv() {
                             Ok(event) => self.handle_ingest(event),
                             Err(_) => break,
@@ -378,8 +389,14 @@ impl Core {
                 self.engine
                     .on_status(&device, online, now, now_ms(), &mut self.changes);
             }
-            IngestEvent::Ack(ack) => self.history_batch.acks.push(ack),
             IngestEvent::Meta { device, info } => self.apply_meta(device, info, now, true),
+            IngestEvent::Batch { events, acks } => {
+                for event in events {
+                    self.handle_ingest(event);
+                }
+                // Behind the batch's readings: released once they are durable.
+                self.history_batch.acks.extend(acks);
+            }
         }
         self.apply_changes();
     }

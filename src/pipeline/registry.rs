@@ -1,14 +1,13 @@
 //! The device registry and live cache, owned by the core: which devices exist (configured,
 //! announced by meta, or only heard from), their status, and the last value of every sensor.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::config::DeviceConfig;
 use crate::model::{
-    DeviceInfo, DeviceKey, Quality, Reading, SensorId, Source, TaggedReading, Value,
+    DeviceInfo, DeviceKey, FastMap, Quality, Reading, SensorId, Source, TaggedReading, Value,
 };
 
 /// How the gateway knows a device.
@@ -85,8 +84,8 @@ pub struct LiveValue {
 pub const MAX_DEVICES: usize = 100_000;
 
 pub struct Registry {
-    devices: HashMap<DeviceKey, DeviceEntry>,
-    live: HashMap<SensorId, LiveValue>,
+    devices: FastMap<DeviceKey, DeviceEntry>,
+    live: FastMap<SensorId, LiveValue>,
     unregistered: usize,
     max_unregistered: usize,
     /// Distinct points an unregistered device may have in the live cache.
@@ -96,8 +95,8 @@ pub struct Registry {
 impl Registry {
     pub fn new(max_unregistered: usize, max_unregistered_points: usize) -> Self {
         Self {
-            devices: HashMap::new(),
-            live: HashMap::new(),
+            devices: FastMap::default(),
+            live: FastMap::default(),
             unregistered: 0,
             max_unregistered,
             max_unregistered_points,

@@ -404,11 +404,22 @@ pub const HISTORY_TASK: &str = "history-writer";
 /// The alarm retention job's task name.
 pub const ALARM_RETENTION_TASK: &str = "alarm-retention";
 const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// How long the writer waits for more after a small batch before committing it: one commit
+/// (and one blocking-pool wake-up) per couple of milliseconds instead of one per core round
+/// when messages trickle in one by one. Only acks wait (the rules have evaluated the
+/// readings); not an alarm.
+const LINGER: Duration = Duration::from_millis(2);
+/// A batch with this many acks (or readings) is committed at once, without lingering: the
+/// broker's in-flight window (Mosquitto's default is 20 messages) must keep moving.
+const LINGER_ACKS: usize = 16;
+const LINGER_READINGS: usize = 1024;
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Writes readings to the local history and then releases the acks that came with them
-/// (at-least-once ingest). Group commit: it writes as soon as its queue runs empty or a batch
-/// is full, so under load batches grow and at idle a reading is committed at once.
+/// (at-least-once ingest). Group commit: it writes once its queue runs empty or a batch is
+/// full, so under load batches grow; a small batch (fewer than [`LINGER_ACKS`] acks) first
+/// waits up to [`LINGER`] for more, so a trickle of single messages is one commit per couple
+/// of milliseconds, not one per message.
 ///
 /// When a write fails (disk full, I/O error) the history is *failing*: the fault
 /// `storage:history` is raised (the core shows it as an alarm, `/readyz` answers 503), the
@@ -464,6 +475,14 @@ pub async fn run_history_writer(
                     if writer.retry_at.is_some() {
                         // Failing: wait for the retry timer.
                         continue;
+                    }
+                    // A small batch waits up to LINGER for company (bounded, see above).
+                    let until = tokio::time::Instant::now() + LINGER;
+                    while writer.acks.len() < LINGER_ACKS && writer.readings.len() < LINGER_READINGS {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(more)) => writer.take(more),
+                            Ok(None) | Err(_) => break,
+                        }
                     }
                 }
                 None => break,

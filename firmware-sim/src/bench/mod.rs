@@ -51,7 +51,32 @@ pub enum Mode {
     All,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NodeRedFlow {
+    /// `flows.json`: MQTT in → function → InfluxDB out, one write per message.
+    PerReading,
+    /// `flows-batch.json`: MQTT in → function → join (count/timeout) → InfluxDB batch, the fair
+    /// peer of the gateway's batched writes.
+    Batch,
+}
+
+impl NodeRedFlow {
+    fn file(self) -> &'static str {
+        match self {
+            Self::PerReading => "flows.json",
+            Self::Batch => "flows-batch.json",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::PerReading => "per-reading",
+            Self::Batch => "join + batch",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
@@ -85,9 +110,27 @@ pub struct BenchArgs {
     pub connections: usize,
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
-    /// Points (readings) per message.
-    #[arg(long, default_value_t = 10)]
+    /// Readings per message, comma-separated (e.g. `1,10`): every chosen mode runs once per
+    /// message shape, each beside the broker limit measured for that shape in the same run.
+    #[arg(
+        long = "points-per-message",
+        alias = "points",
+        value_delimiter = ',',
+        default_value = "10"
+    )]
+    pub points_per_message: Vec<usize>,
+    /// The message shape of the pass under way (set from `--points-per-message`).
+    #[arg(skip)]
     pub points: usize,
+    /// Node-RED flows for `nodered` (comma-separated): `per-reading` (one InfluxDB write per
+    /// message) and/or `batch` (join + InfluxDB batch node).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "per-reading,batch"
+    )]
+    pub nodered_flow: Vec<NodeRedFlow>,
     /// Alarm-latency samples (over-threshold publishes) per phase.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
@@ -136,10 +179,44 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         args.rates.iter().all(|r| r.is_finite() && *r > 0.0),
         "--rates must be positive"
     );
-    anyhow::ensure!(args.points > 0 && args.devices > 0 && args.connections > 0);
+    anyhow::ensure!(
+        !args.points_per_message.is_empty()
+            && args.points_per_message.iter().all(|p| *p > 0)
+            && args.devices > 0
+            && args.connections > 0
+    );
     let mut results = Results::default();
     let work = async {
+        for &points in &args.points_per_message {
+            let args = BenchArgs {
+                points,
+                ..args.clone()
+            };
+            println!("--- {points} reading(s) per message ---");
+            run_shape(&args, &mut results, &shutdown).await?;
+        }
+        anyhow::Ok(())
+    };
+    let outcome = tokio::select! {
+        () = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
+        outcome = work => outcome,
+    };
+    println!("\n{}", results.markdown(&args));
+    outcome
+}
+
+/// Every chosen mode for one message shape (`args.points` readings per message).
+async fn run_shape(
+    args: &BenchArgs,
+    results: &mut Results,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let args = args.clone();
+    let shutdown = shutdown.clone();
+    let shape_broker: Vec<BrokerResult>;
+    {
         let mode = args.mode;
+        let mut broker = Vec::new();
         if matches!(mode, Mode::Broker | Mode::E2e | Mode::Nodered | Mode::All) {
             for &q in &args.qos {
                 let limit = match given_limit(&args, q)? {
@@ -147,11 +224,13 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
                     None => broker_limit(&args, q, &shutdown).await?,
                 };
                 println!("{}", limit.line());
-                results.broker.push(limit);
+                broker.push(limit);
             }
         }
+        results.broker.extend(broker.iter().cloned());
+        shape_broker = broker;
         if matches!(mode, Mode::E2e | Mode::All) {
-            for limit in results.broker.clone() {
+            for limit in shape_broker.clone() {
                 let limit_readings = limit.delivered_msgs_per_s * args.points as f64;
                 let steps: Vec<(f64, f64)> = if args.rates.is_empty() {
                     args.fractions
@@ -190,18 +269,23 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         if matches!(mode, Mode::Soak | Mode::All) {
             let r = soak(&args, &shutdown).await?;
             println!("{}", r.line());
-            results.soak = Some(r);
+            results.soak.push(r);
         }
         if matches!(mode, Mode::Nodered | Mode::All) {
-            for limit in results.broker.clone() {
+            for (limit, flow) in shape_broker
+                .iter()
+                .flat_map(|l| args.nodered_flow.iter().map(move |f| (l.clone(), *f)))
+            {
                 let rate = args.nodered_rate.unwrap_or(
                     limit.delivered_msgs_per_s * args.nodered_fraction * args.points as f64,
                 );
-                let nr = nodered_step(&args, limit.qos, rate, &shutdown).await?;
+                let nr = nodered_step(&args, limit.qos, rate, flow, &shutdown).await?;
                 // The gateway at the same offered load: from the e2e sweep when it had that
                 // step, else measured now.
                 let same = |e: &&E2eRow| {
-                    e.qos == limit.qos && (e.offered_readings_per_s - rate).abs() < 1.0
+                    e.qos == limit.qos
+                        && e.load.points_per_message == args.points
+                        && (e.offered_readings_per_s - rate).abs() < 1.0
                 };
                 let gw = match results.e2e.iter().find(same) {
                     Some(e) => e.clone(),
@@ -219,14 +303,20 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
                 results.nodered.push(row);
             }
         }
-        anyhow::Ok(())
-    };
-    let outcome = tokio::select! {
-        () = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
-        outcome = work => outcome,
-    };
-    println!("\n{}", results.markdown(&args));
-    outcome
+    }
+    Ok(())
+}
+
+/// The machine's load average (1, 5, 15 min) for every printed figure: the machine may be
+/// shared, and CPU time per message is the figure that depends least on it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map_or_else(
+            || "load average unknown".to_owned(),
+            |l| format!("load average {l}"),
+        )
 }
 
 fn given_limit(args: &BenchArgs, q: u8) -> anyhow::Result<Option<f64>> {
@@ -561,12 +651,20 @@ struct E2eRow {
     vm_rows: f64,
     /// VM rows per second from the start until the last row arrived.
     vm_rows_per_s: f64,
+    /// Gateway CPU time per message it accepted, in microseconds.
+    cpu_us_per_msg: f64,
+    /// Publish → `alarm` SSE event of the probe device during the step (and the broker's own).
+    alarm: latency::Latencies,
 }
 
 impl E2eRow {
     fn ratio(&self) -> f64 {
         self.accepted_per_s
             / (self.limit_msgs_per_s * self.load.points_per_message as f64).max(1e-9)
+    }
+
+    fn msgs_per_s(&self) -> f64 {
+        self.accepted_per_s / self.load.points_per_message.max(1) as f64
     }
 
     fn keeps_up(&self) -> bool {
@@ -580,16 +678,19 @@ impl E2eRow {
 
     fn line(&self) -> String {
         format!(
-            "e2e QoS {} at {:.0} % of the broker limit ({:.0} readings/s offered, {:.0} achieved by the publisher): \
+            "e2e QoS {} {} reading(s)/msg at {:.0} % of the broker limit ({:.0} msgs/s) ({:.0} readings/s offered, {:.0} achieved by the publisher): \
              gateway accepted {:.0} readings/s ({:.0} msgs/s) = {:.2} of the broker limit; backlog at end {:.0} readings ({}), \
              drained in {:.1} s; ingest queue max {:.0}, history queue max {:.0}; \
-             CPU {:.2} s per million readings (mosquitto {:.2}); peak RSS {:.0} MiB; VM rows {:.0} of {} published ({:.0} rows/s)",
+             CPU {:.2} s per million readings, {:.1} µs per message (mosquitto {:.2} s/M); peak RSS {:.0} MiB; \
+             alarm p50/p99/max {} (broker p99 {:.1} ms); VM rows {:.0} of {} published ({:.0} rows/s); {}",
             self.qos,
+            self.load.points_per_message,
             self.fraction * 100.0,
+            self.limit_msgs_per_s,
             self.offered_readings_per_s,
             self.load.achieved_readings_per_s,
             self.accepted_per_s,
-            self.accepted_per_s / self.load.points_per_message.max(1) as f64,
+            self.msgs_per_s(),
             self.ratio(),
             self.backlog_at_end,
             if self.keeps_up() { "keeps up" } else { "FALLING BEHIND" },
@@ -597,12 +698,28 @@ impl E2eRow {
             self.ingest_queue_max,
             self.history_queue_max,
             self.cpu_s_per_million,
+            self.cpu_us_per_msg,
             self.mosquitto_cpu_s_per_million,
             self.peak_rss_mib,
+            self.alarm_text(),
+            latency::percentiles(&self.alarm.broker_ms).1,
             self.vm_rows,
             self.published_readings,
             self.vm_rows_per_s,
+            load_average(),
         )
+    }
+
+    fn alarm_text(&self) -> String {
+        let (p50, p99, max) = latency::percentiles(&self.alarm.alarm_ms);
+        let mut text = format!(
+            "{p50:.1}/{p99:.1}/{max:.1} ms (n={})",
+            self.alarm.alarm_ms.len()
+        );
+        if self.alarm.alarm_missing > 0 {
+            let _ = write!(text, " {} missing", self.alarm.alarm_missing);
+        }
+        text
     }
 }
 
@@ -628,9 +745,36 @@ async fn e2e_step(
     let (c0, m0) = (gw.cpu_secs(), rig.mosquitto.cpu_secs());
     let t0 = Instant::now();
     let config = load_config(args, rig.mosquitto.port, q, rate, args.duration);
-    let (report, ingest_max, history_max) =
-        with_queue_sampler(Some(&gw), load(config, shutdown.clone())).await;
+    // The alarm probe runs beside the load: one over-threshold reading per two probe
+    // intervals, over the step's duration (after a second of load).
+    let topic = format!("{PREFIX}/{SCHOOL}/{PROBE_DEVICE}/telemetry");
+    let probe_samples = (args
+        .duration
+        .saturating_sub(Duration::from_secs(2))
+        .as_secs_f64()
+        / (2.0 * args.probe_interval.as_secs_f64()).max(1e-3)) as usize;
+    let probe = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        latency::probe(
+            rig.mosquitto.port,
+            gw.port,
+            &topic,
+            qos(q),
+            probe_samples.max(1),
+            args.probe_interval,
+            shutdown,
+        )
+        .await
+    };
+    let ((report, ingest_max, history_max), alarm) = tokio::join!(
+        with_queue_sampler(Some(&gw), load(config, shutdown.clone())),
+        probe
+    );
     let report = report?;
+    let alarm = alarm.unwrap_or_else(|e| {
+        println!("  alarm probe failed: {e:#}");
+        latency::Latencies::default()
+    });
     let t_end = Instant::now();
     let r_end = readings().await;
     let target = r0 + report.readings_sent as f64;
@@ -664,6 +808,9 @@ async fn e2e_step(
         peak_rss_mib: hwm as f64 / 1024.0,
         vm_rows: rows - rows0,
         vm_rows_per_s: (rows - rows0) / rows_at.duration_since(t0).as_secs_f64().max(1e-3),
+        cpu_us_per_msg: cpu * 1e6
+            / (accepted_total / report.points_per_message.max(1) as f64).max(1.0),
+        alarm,
         load: report,
     })
 }
@@ -673,6 +820,7 @@ async fn e2e_step(
 
 #[derive(Clone, Debug, Default)]
 struct LatencyRow {
+    points: usize,
     background: f64,
     background_achieved: f64,
     /// Concurrent API readers during the probe, their answered requests per second and the
@@ -768,6 +916,7 @@ async fn latency_run(
         None => 0.0,
     };
     Ok(LatencyRow {
+        points: args.points,
         background,
         background_achieved,
         readers,
@@ -921,6 +1070,8 @@ async fn soak(args: &BenchArgs, shutdown: &CancellationToken) -> anyhow::Result<
 #[derive(Clone, Debug, Default)]
 struct NodeRedStep {
     qos: u8,
+    points: usize,
+    flow: Option<NodeRedFlow>,
     offered_readings_per_s: f64,
     published_readings: u64,
     vm_rows: f64,
@@ -942,9 +1093,11 @@ impl NodeRedRow {
 
     fn line(&self) -> String {
         format!(
-            "nodered QoS {}: {:.0} readings/s offered; Node-RED wrote {:.0} of {} readings into VM at {:.0}/s \
+            "nodered ({}) QoS {} {} reading(s)/msg: {:.0} readings/s offered; Node-RED wrote {:.0} of {} readings into VM at {:.0}/s \
              (CPU {:.2} s per million, peak RSS {:.0} MiB); gateway {:.0}/s; gateway/Node-RED = {:.1}",
+            self.nodered.flow.map_or("?", NodeRedFlow::label),
             self.nodered.qos,
+            self.nodered.points,
             self.nodered.offered_readings_per_s,
             self.nodered.vm_rows,
             self.nodered.published_readings,
@@ -961,10 +1114,12 @@ async fn nodered_step(
     args: &BenchArgs,
     q: u8,
     rate: f64,
+    flow: NodeRedFlow,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<NodeRedStep> {
     println!(
-        "nodered QoS {q}: {rate:.0} readings/s for {:?} …",
+        "nodered ({}) QoS {q}: {rate:.0} readings/s for {:?} …",
+        flow.label(),
         args.duration
     );
     let nodered_dir = std::fs::canonicalize(&args.nodered_dir).with_context(|| {
@@ -1000,6 +1155,7 @@ async fn nodered_step(
         ("BENCH_MQTT_QOS", q.to_string()),
         ("BENCH_MQTT_TOPIC", format!("{PREFIX}/#")),
         ("BENCH_VM_PORT", vm.port.to_string()),
+        ("BENCH_NODERED_FLOW", flow.file().to_owned()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let node_red = rig::node_red(
@@ -1035,6 +1191,8 @@ async fn nodered_step(
     let got = rows - rows0;
     Ok(NodeRedStep {
         qos: q,
+        points: args.points,
+        flow: Some(flow),
         offered_readings_per_s: rate,
         published_readings: report.readings_sent,
         vm_rows: got,
@@ -1052,7 +1210,7 @@ struct Results {
     broker: Vec<BrokerResult>,
     e2e: Vec<E2eRow>,
     latency: Vec<LatencyRow>,
-    soak: Option<SoakRow>,
+    soak: Vec<SoakRow>,
     nodered: Vec<NodeRedRow>,
 }
 
@@ -1062,22 +1220,23 @@ impl Results {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Load: {} devices × {} points per JSON message, {} publisher connections (rumqttc), loopback.\n",
-            args.devices, args.points, args.connections
+            "Load: {} devices × {:?} points per JSON message, {} publisher connections (rumqttc), loopback; {} at the end.\n",
+            args.devices, args.points_per_message, args.connections, load_average()
         );
         if !self.broker.is_empty() {
             let _ = writeln!(
                 out,
                 "Broker limit (Mosquitto → mosquitto_sub, a C subscriber):\n"
             );
-            let _ = writeln!(out, "| QoS | publisher msgs/s | delivered msgs/s | readings/s | delivered/published | mosquitto CPU |");
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "| QoS | readings/msg | publisher msgs/s | delivered msgs/s | readings/s | delivered/published | mosquitto CPU |");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
             for b in &self.broker {
                 if b.measured {
                     let _ = writeln!(
                         out,
-                        "| {} | {:.0} | {:.0} | {:.0} | {}/{} | {:.0} % |",
+                        "| {} | {} | {:.0} | {:.0} | {:.0} | {}/{} | {:.0} % |",
                         b.qos,
+                        b.points,
                         b.published_msgs_per_s,
                         b.delivered_msgs_per_s,
                         b.delivered_msgs_per_s * b.points as f64,
@@ -1088,8 +1247,9 @@ impl Results {
                 } else {
                     let _ = writeln!(
                         out,
-                        "| {} | – | {:.0} (given) | {:.0} | – | – |",
+                        "| {} | {} | – | {:.0} (given) | {:.0} | – | – |",
                         b.qos,
+                        b.points,
                         b.delivered_msgs_per_s,
                         b.delivered_msgs_per_s * b.points as f64
                     );
@@ -1099,20 +1259,28 @@ impl Results {
         }
         if !self.e2e.is_empty() {
             let _ = writeln!(out, "End to end (publisher → Mosquitto → gateway → local history + VictoriaMetrics), {:?} per step:\n", args.duration);
-            let _ = writeln!(out, "| QoS | offered | accepted readings/s | msgs/s | ratio to broker limit | backlog at end | gateway CPU-s / M readings | mosquitto CPU-s / M | peak RSS | in VM / published |");
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "| QoS | readings/msg | broker limit msgs/s | offered | accepted readings/s | msgs/s | ratio to broker limit | backlog at end | alarm p50/p99/max | broker p99 | gateway µs CPU / msg | gateway CPU-s / M readings | mosquitto CPU-s / M | peak RSS | in VM / published |");
+            let _ = writeln!(
+                out,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             for e in &self.e2e {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} % ({:.0}/s) | {:.0} | {:.0} | {:.2} | {:.0} ({}) | {:.2} | {:.2} | {:.0} MiB | {:.0}/{} |",
+                    "| {} | {} | {:.0} | {:.0} % ({:.0}/s) | {:.0} | {:.0} | {:.2} | {:.0} ({}) | {} | {:.1} ms | {:.1} | {:.2} | {:.2} | {:.0} MiB | {:.0}/{} |",
                     e.qos,
+                    e.load.points_per_message,
+                    e.limit_msgs_per_s,
                     e.fraction * 100.0,
                     e.offered_readings_per_s,
                     e.accepted_per_s,
-                    e.accepted_per_s / e.load.points_per_message.max(1) as f64,
+                    e.msgs_per_s(),
                     e.ratio(),
                     e.backlog_at_end,
                     if e.keeps_up() { "keeps up" } else { "behind" },
+                    e.alarm_text(),
+                    latency::percentiles(&e.alarm.broker_ms).1,
+                    e.cpu_us_per_msg,
                     e.cpu_s_per_million,
                     e.mosquitto_cpu_s_per_million,
                     e.peak_rss_mib,
@@ -1124,14 +1292,15 @@ impl Results {
         }
         if !self.latency.is_empty() {
             let _ = writeln!(out, "Alarm latency (publish → `alarm` event on the SSE stream) and broker latency (publish → plain rumqttc subscriber), QoS {}:\n", args.latency_qos);
-            let _ = writeln!(out, "| beside the probe | samples | alarm p50 | alarm p99 | alarm max | broker p50 | broker p99 | broker max |");
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "| readings/msg | beside the probe | samples | alarm p50 | alarm p99 | alarm max | broker p50 | broker p99 | broker max |");
+            let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
             for l in &self.latency {
                 let (a50, a99, amax) = latency::percentiles(&l.samples.alarm_ms);
                 let (b50, b99, bmax) = latency::percentiles(&l.samples.broker_ms);
                 let _ = writeln!(
                     out,
-                    "| {} | {}{} | {a50:.1} ms | {a99:.1} ms | {amax:.1} ms | {b50:.1} ms | {b99:.1} ms | {bmax:.1} ms |",
+                    "| {} | {} | {}{} | {a50:.1} ms | {a99:.1} ms | {amax:.1} ms | {b50:.1} ms | {b99:.1} ms | {bmax:.1} ms |",
+                    l.points,
                     l.background_label(),
                     l.samples.alarm_ms.len(),
                     if l.samples.alarm_missing > 0 { format!(" ({} missing)", l.samples.alarm_missing) } else { String::new() },
@@ -1139,13 +1308,15 @@ impl Results {
             }
             out.push('\n');
         }
-        if let Some(s) = &self.soak {
+        for s in &self.soak {
             let (first, min, max, last) = s.stats();
             let _ = writeln!(
                 out,
                 "Soak ({} sensors at 1 reading/s each, {:?}, RSS every 10 s):\n",
                 s.sensors, s.duration
             );
+            let series: Vec<String> = s.rss_mib.iter().map(|r| format!("{r:.1}")).collect();
+            let _ = writeln!(out, "RSS series (MiB): {}\n", series.join(" "));
             let _ = writeln!(out, "| accepted readings/s | RSS first | min | max | last | peak (VmHWM) | CPU-s / M readings |");
             let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
             let _ = writeln!(
@@ -1156,20 +1327,27 @@ impl Results {
         }
         if !self.nodered.is_empty() {
             let _ = writeln!(out, "Node-RED (mqtt in → function threshold → influxdb out, into VictoriaMetrics) vs the gateway, same load, {:?}:\n", args.duration);
-            let _ = writeln!(out, "| QoS | offered readings/s | Node-RED readings/s into VM | in VM / published | CPU-s / M | peak RSS | gateway readings/s into VM | gateway / Node-RED |");
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "| flow | QoS | readings/msg | offered readings/s | Node-RED readings/s into VM | in VM / published | CPU-s / M | µs CPU / msg | peak RSS | gateway readings/s into VM | gateway µs CPU / msg | gateway / Node-RED |");
+            let _ = writeln!(
+                out,
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             for n in &self.nodered {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {:.0} | {:.0}/{} | {:.2} | {:.0} MiB | {:.0} | {:.1} |",
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.0}/{} | {:.2} | {:.1} | {:.0} MiB | {:.0} | {:.1} | {:.1} |",
+                    n.nodered.flow.map_or("?", NodeRedFlow::label),
                     n.nodered.qos,
+                    n.nodered.points,
                     n.nodered.offered_readings_per_s,
                     n.nodered.vm_rows_per_s,
                     n.nodered.vm_rows,
                     n.nodered.published_readings,
                     n.nodered.cpu_s_per_million,
+                    n.nodered.cpu_s_per_million * n.nodered.points as f64,
                     n.nodered.peak_rss_mib,
                     n.gw.vm_rows_per_s,
+                    n.gw.cpu_us_per_msg,
                     n.ratio()
                 );
             }
@@ -1212,6 +1390,60 @@ mod tests {
         };
         assert_eq!(given_limit(&args, 1).ok().flatten(), Some(25000.0));
         assert_eq!(given_limit(&args, 0).ok().flatten(), Some(85000.0));
+    }
+
+    #[test]
+    fn both_message_shapes_and_both_node_red_flows_are_asked_for_by_name() {
+        let cli = crate::cli::Cli::try_parse_from([
+            "campusguard-sim",
+            "bench",
+            "e2e",
+            "--points-per-message",
+            "1,10",
+            "--nodered-flow",
+            "batch",
+        ]);
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Bench(args),
+        }) = cli
+        else {
+            panic!("bench e2e did not parse");
+        };
+        assert_eq!(args.points_per_message, vec![1, 10]);
+        assert_eq!(args.nodered_flow, vec![NodeRedFlow::Batch]);
+        assert_eq!(NodeRedFlow::Batch.file(), "flows-batch.json");
+        // The old spelling still works.
+        let old =
+            crate::cli::Cli::try_parse_from(["campusguard-sim", "bench", "e2e", "--points", "5"]);
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Bench(args),
+        }) = old
+        else {
+            panic!("--points did not parse");
+        };
+        assert_eq!(args.points_per_message, vec![5]);
+    }
+
+    #[test]
+    fn the_batch_flow_joins_readings_before_the_influxdb_batch_node() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/nodered/flows-batch.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let flow: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let nodes = flow.as_array().cloned().unwrap_or_default();
+        let of_type = |t: &str| nodes.iter().find(|n| n["type"] == t).cloned();
+        let join = of_type("join").unwrap_or_default();
+        assert_eq!(
+            join["wires"][0][0], "bench-out",
+            "join feeds the batch node"
+        );
+        assert_eq!(
+            of_type("influxdb batch").unwrap_or_default()["id"],
+            "bench-out"
+        );
+        assert!(
+            of_type("influxdb out").is_none(),
+            "no per-message writes in the batch flow"
+        );
     }
 
     use clap::Parser as _;

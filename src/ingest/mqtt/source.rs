@@ -2,6 +2,13 @@
 //! decode, and send events to the pipeline. Reconnects with capped exponential backoff (rumqttc
 //! has none of its own, #703) and logs each connection state change once.
 //!
+//! One wake-up per batch: after a publication, the messages rumqttc has already read from the
+//! socket (and those the socket already holds) are taken without waiting, up to
+//! [`MAX_BATCH`], and go to the core as one [`IngestEvent::Batch`] with their acks behind them.
+//! The acks come back from the stores on a channel of their own and are written to the socket
+//! together, one flush per batch of acks (rumqttc's own path is one request, one loop turn and
+//! one write per ack).
+//!
 //! Back-pressure: while the pipeline channel is full this task waits in `send`, stops polling
 //! the event loop, and so stops reading the socket; the broker keeps the messages (QoS 1,
 //! persistent session). Nothing is dropped here.
@@ -10,7 +17,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
+use futures::FutureExt as _;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, PubAck, Publish,
+    QoS, Request, Transport,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -25,6 +36,15 @@ use crate::model::{now_ms, Acknowledge, DeviceKey, DurableAck, IngestEvent};
 /// in flight to us), so queueing an ack never fails or waits; the queue only grows that far
 /// when it holds acks.
 const REQUEST_CHANNEL_CAPACITY: usize = 65_536 + 1024;
+/// Messages handed to the core in one batch, at most. QoS 1 batches are also bounded by the
+/// broker's in-flight window (their acks are held until the readings are durable); the ingest
+/// channel's memory bound is its capacity times this.
+pub const MAX_BATCH: usize = 64;
+/// Acks written to the socket per flush, at most.
+const ACKS_PER_FLUSH: usize = 1024;
+/// How long writing a batch of acks may take (a broker that stops reading): beyond, they
+/// count as failed and the next poll finds the connection's fault.
+const ACK_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds rumqttc options from the config (validated before).
 pub fn connect_options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, String> {
@@ -93,16 +113,34 @@ pub async fn run(
         .iter()
         .map(|kind| format!("{prefix}/+/+/{kind}"))
         .collect();
+    // Room for every ack that can be outstanding (as the request queue above), so releasing
+    // one never waits; should it be full anyway, the ack takes rumqttc's own request queue.
+    let (ack_tx, mut ack_rx) = mpsc::channel(REQUEST_CHANNEL_CAPACITY);
     let acker: Arc<dyn Acknowledge> = Arc::new(MqttAcker {
         client: client.clone(),
+        acks: ack_tx,
         metrics: metrics.clone(),
     });
     let mut backoff = config.reconnect_min;
     let mut connected = false;
+    let mut ack_ids: Vec<u16> = Vec::with_capacity(ACKS_PER_FLUSH);
+    // An event the batch drain read but does not handle itself (a connection error, a
+    // SubAck): handled next, before polling again.
+    let mut next: Option<Result<Event, ConnectionError>> = None;
     loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            event = event_loop.poll() => event,
+        let event = match next.take() {
+            Some(event) => event,
+            None => tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = ack_rx.recv_many(&mut ack_ids, ACKS_PER_FLUSH) => {
+                    if n > 0 {
+                        write_acks(&mut event_loop, &ack_ids, &metrics).await;
+                        ack_ids.clear();
+                    }
+                    continue;
+                }
+                event = event_loop.poll() => event,
+            },
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -124,18 +162,43 @@ pub async fn run(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let event = handle_publish(&config, &modbus_devices, &publish, &metrics);
-                // The ack travels behind the readings and is released once they are durable;
-                // a rejected message is acknowledged the same way, in order.
-                let ack = (config.ack_after_commit && publish.qos != QoS::AtMostOnce)
-                    .then(|| IngestEvent::Ack(DurableAck::new(acker.clone(), publish.pkid)));
-                let mut closed = false;
-                for event in event.into_iter().chain(ack) {
-                    closed |= tx.send(event).await.is_err();
+                let mut events = Vec::new();
+                let mut acks = Vec::new();
+                let mut take = |publish: &Publish| {
+                    events.extend(handle_publish(&config, &modbus_devices, publish, &metrics));
+                    // The ack travels behind the readings and is released once they are
+                    // durable; a rejected message is acknowledged the same way, in order.
+                    if config.ack_after_commit && publish.qos != QoS::AtMostOnce {
+                        acks.push(DurableAck::new(acker.clone(), publish.pkid));
+                    }
+                };
+                take(&publish);
+                // What is already read (or readable) without waiting joins this batch.
+                let mut taken = 1;
+                while taken < MAX_BATCH {
+                    match event_loop.poll().now_or_never() {
+                        Some(Ok(Event::Incoming(Packet::Publish(publish)))) => {
+                            take(&publish);
+                            taken += 1;
+                        }
+                        Some(Ok(Event::Outgoing(_) | Event::Incoming(Packet::PingResp))) => {}
+                        Some(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
                 }
-                if closed {
-                    debug!("pipeline closed; MQTT ingest stops");
-                    break;
+                let batch = match (events.len(), acks.is_empty()) {
+                    (0, true) => continue,
+                    (1, true) => events.pop(),
+                    _ => Some(IngestEvent::Batch { events, acks }),
+                };
+                if let Some(batch) = batch {
+                    if tx.send(batch).await.is_err() {
+                        debug!("pipeline closed; MQTT ingest stops");
+                        break;
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -173,21 +236,76 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(200), client.disconnect()).await;
 }
 
-/// Sends PUBACKs for messages whose readings are durable.
+/// Hands PUBACKs for messages whose readings are durable to the ingest task, which writes them
+/// in batches ([`write_acks`]).
 struct MqttAcker {
     client: AsyncClient,
+    acks: mpsc::Sender<u16>,
     metrics: Arc<Metrics>,
 }
 
 impl Acknowledge for MqttAcker {
     fn acknowledge(&self, id: u16) {
+        // Never blocks: the channel has room for every ack that can be outstanding.
+        let Err(e) = self.acks.try_send(id) else {
+            return;
+        };
+        if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+            // Ingest stopped: the broker delivers the message again after the restart.
+            self.metrics.mqtt_acks_failed.inc();
+            return;
+        }
+        // Full (cannot happen while the broker keeps within 65,535 in flight): rumqttc's own
+        // request queue, which fails only when the connection is gone.
         let mut publish = Publish::new("", QoS::AtLeastOnce, Vec::new());
         publish.pkid = id;
-        // Never blocks: the request queue has room for every ack that can be outstanding.
-        // It fails only when the connection is gone; the broker then redelivers the message.
         if self.client.try_ack(&publish).is_err() {
             self.metrics.mqtt_acks_failed.inc();
         }
+    }
+}
+
+/// Writes PUBACKs for `ids` to the broker with one flush. Not connected, or a write failing:
+/// counted in `campusguard_mqtt_acks_failed_total`; the broker delivers those messages again
+/// (at least once), and the connection error comes out of the next poll.
+async fn write_acks(event_loop: &mut EventLoop, ids: &[u16], metrics: &Metrics) {
+    let Some(network) = event_loop.network.as_mut() else {
+        metrics.mqtt_acks_failed.inc_by(ids.len() as u64);
+        return;
+    };
+    let state = &mut event_loop.state;
+    let write = async {
+        let mut written = 0;
+        for &id in ids {
+            // Through rumqttc's state (it keeps its bookkeeping, e.g. the keep-alive clock).
+            match state.handle_outgoing_packet(Request::PubAck(PubAck::new(id))) {
+                Ok(Some(packet)) => {
+                    if network.write(packet).await.is_err() {
+                        break;
+                    }
+                    written += 1;
+                }
+                Ok(None) => written += 1,
+                Err(_) => break,
+            }
+        }
+        if written > 0 && network.flush().await.is_err() {
+            written = 0;
+        }
+        written
+    };
+    let written = tokio::time::timeout(ACK_WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or(0);
+    // The state queued an `Outgoing(PubAck)` event per ack; nobody reads them.
+    event_loop
+        .state
+        .events
+        .retain(|e| !matches!(e, Event::Outgoing(Outgoing::PubAck(_))));
+    if written < ids.len() {
+        metrics
+            .mqtt_acks_failed
+            .inc_by((ids.len() - written) as u64);
     }
 }
 

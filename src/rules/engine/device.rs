@@ -2,14 +2,14 @@
 //! [`Liveness`] (offline, stale) and its [`Point`]s. A re-registration builds a fresh device and
 //! [`Device::take_over`] moves the live state of the old one into it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::point::Point;
 use super::staleness::Liveness;
-use crate::model::{ConditionChange, DeviceKey};
+use crate::model::{ConditionChange, DeviceKey, FastMap};
 use crate::rules::config::{Profile, RuleOverride};
 
 pub(super) struct Device {
@@ -20,7 +20,7 @@ pub(super) struct Device {
     pub(super) liveness: Liveness,
     /// In point-name order (deterministic ticks); `point_index` finds them by name.
     pub(super) points: Vec<Point>,
-    point_index: HashMap<Arc<str>, usize>,
+    point_index: FastMap<Arc<str>, usize>,
 }
 
 impl Device {

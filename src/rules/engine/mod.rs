@@ -37,7 +37,7 @@ mod cases;
 #[cfg(test)]
 mod testing;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -46,7 +46,7 @@ use self::device::Device;
 use self::point::Judged;
 use self::staleness::StatusRules;
 use super::config::{PointKind, ProfileSet, RuleOverride};
-use crate::model::{ConditionChange, DeviceKey, Reading, SensorId, Severity};
+use crate::model::{ConditionChange, DeviceKey, FastMap, Reading, SensorId, Severity};
 
 /// Whether the engine knows a point of a device (the ingest rejects unknown points).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct RuleEngine {
     profiles: Arc<ProfileSet>,
     /// school → device → index into `devices`; nested so a reading is found by `&str` without
     /// cloning its names.
-    index: HashMap<Arc<str>, HashMap<Arc<str>, usize>>,
+    index: FastMap<Arc<str>, FastMap<Arc<str>, usize>>,
     /// In registration order, so ticks emit in a deterministic order. A device is removed only
     /// when it is decommissioned ([`RuleEngine::remove_device`]).
     devices: Vec<Device>,
@@ -96,7 +96,7 @@ impl RuleEngine {
     pub fn new(profiles: Arc<ProfileSet>) -> Self {
         Self {
             profiles,
-            index: HashMap::new(),
+            index: FastMap::default(),
             devices: Vec::new(),
             status_rules: StatusRules::default(),
             stats: EngineStats::default(),

@@ -122,6 +122,11 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// The shortest time between two batches sealed for their acks: at most 100 ack-driven write
 /// requests a second, and at most this (plus one write) added to an ack's delay.
 const ACK_SEAL_INTERVAL: Duration = Duration::from_millis(10);
+/// Acks held that seal a batch at once when the writer is idle, without waiting for
+/// [`ACK_SEAL_INTERVAL`]: under load the broker's in-flight window (often 20–100 messages)
+/// fills in well under the interval, and holding its acks for the interval would cap ingest at
+/// one window per interval. Low rates still get the interval's grouping.
+const ACK_SEAL_COUNT: usize = 16;
 /// How often a batcher held by `backpressure` looks again without being woken.
 const BACKPRESSURE_RECHECK: Duration = Duration::from_millis(500);
 
@@ -421,7 +426,7 @@ impl Batcher {
             return None;
         }
         let due = self.last_ack_seal + ACK_SEAL_INTERVAL;
-        if Instant::now() < due {
+        if self.acks.len() < ACK_SEAL_COUNT && Instant::now() < due {
             return Some(due);
         }
         self.last_ack_seal = Instant::now();
