@@ -3,12 +3,13 @@
 //! (`store/duty.rs`); the API (`api/duty.rs`) signs people on and off and writes the day's log.
 //!
 //! This module holds the config and [`Duty`], the API's view of who was on duty when: every
-//! shift since a horizon (31 days before start), in memory, so the board can flag an alarm
-//! raised while nobody was signed on in a room covering its school ("unattended") without a
-//! store read per alarm or per stream event. The pipeline core never reads it: the flag is an
+//! shift since a horizon (31 days back, moving forward as new shifts come), in memory, so the
+//! board can flag an alarm raised while nobody was signed on in a room covering its school
+//! ("unattended") without a store read per alarm or per stream event. The pipeline core never reads it: the flag is an
 //! API-side annotation, so the alarm path cannot wait on it.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -121,7 +122,9 @@ impl Interval {
 pub struct Duty {
     config: DutyConfig,
     /// Alarms raised before this get no unattended flag (the shifts before it are not kept).
-    horizon_ms: i64,
+    /// It moves forward as shifts older than [`HORIZON_MS`] are dropped, so a gateway that runs
+    /// for months keeps about a month of shifts in memory.
+    horizon_ms: AtomicI64,
     /// Per room (in config order): shift id → interval.
     shifts: RwLock<Vec<Vec<(i64, Interval)>>>,
 }
@@ -141,7 +144,7 @@ impl Duty {
         }
         Self {
             config,
-            horizon_ms,
+            horizon_ms: AtomicI64::new(horizon_ms),
             shifts: RwLock::new(by_room),
         }
     }
@@ -171,13 +174,21 @@ impl Duty {
                 None => list.push((id, interval)),
             }
         }
+        // Shifts that ended more than a horizon ago go; alarms before it lose their flag.
+        let cutoff = interval.on_at.saturating_sub(HORIZON_MS);
+        if cutoff > self.horizon_ms.load(Ordering::Relaxed) {
+            self.horizon_ms.store(cutoff, Ordering::Relaxed);
+            for list in shifts.iter_mut() {
+                list.retain(|(_, shift)| shift.off_at.is_none_or(|off| off >= cutoff));
+            }
+        }
     }
 
     /// Whether an alarm of `school` raised at `raised_at` was raised with nobody signed on in
     /// any room covering the school. `None` when no room covers the school, or the alarm is
     /// older than the shifts kept in memory.
     pub fn unattended(&self, school: &str, raised_at: i64) -> Option<bool> {
-        if raised_at < self.horizon_ms {
+        if raised_at < self.horizon_ms.load(Ordering::Relaxed) {
             return None;
         }
         let shifts = self.shifts.read().unwrap_or_else(PoisonError::into_inner);
@@ -284,5 +295,29 @@ mod tests {
         );
         assert_eq!(duty.unattended("dfzx", 5000), Some(true));
         assert_eq!(duty.unattended("dfzx", 3500), Some(false));
+        // A shift more than a horizon later: the old shifts go, and so does their answer.
+        let later = 3000 + HORIZON_MS + 10_000;
+        duty.record(
+            "a",
+            3,
+            Interval {
+                on_at: later,
+                off_at: None,
+            },
+        );
+        assert_eq!(
+            duty.unattended("dfzx", 3500),
+            None,
+            "before the moved horizon"
+        );
+        assert_eq!(duty.unattended("xhsy", later + 1), Some(false));
+        let kept: usize = duty
+            .shifts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(Vec::len)
+            .sum();
+        assert_eq!(kept, 1, "only the new shift is kept");
     }
 }

@@ -549,24 +549,19 @@ impl Tickets {
             return Ok(Vec::new());
         }
         if let Some(s) = &filter.school {
-            let p = c.arg(Bind::Text(s.clone()));
-            c.and(format!("school = {p}"));
+            c.compare("school =", Bind::Text(s.clone()));
         }
         if let Some(s) = filter.status {
-            let p = c.arg(Bind::Text(s.as_str().to_string()));
-            c.and(format!("status = {p}"));
+            c.compare("status =", Bind::Text(s.as_str().to_string()));
         }
         if let Some(id) = filter.alarm_id {
-            let p = c.arg(Bind::Int(id));
-            c.and(format!("alarm_id = {p}"));
+            c.compare("alarm_id =", Bind::Int(id));
         }
         if let Some(from) = filter.from {
-            let p = c.arg(Bind::Int(from));
-            c.and(format!("occurred_at >= {p}"));
+            c.compare("occurred_at >=", Bind::Int(from));
         }
         if let Some(to) = filter.to {
-            let p = c.arg(Bind::Int(to));
-            c.and(format!("occurred_at < {p}"));
+            c.compare("occurred_at <", Bind::Int(to));
         }
         let limit = c.arg(Bind::Int(filter.limit));
         let offset = c.arg(Bind::Int(filter.offset));

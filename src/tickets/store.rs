@@ -116,6 +116,12 @@ impl Conditions {
         self.conditions.push(condition);
     }
 
+    /// `<left> $n` with `b` bound, e.g. `compare("found_at >=", Bind::Int(from))`.
+    pub(crate) fn compare(&mut self, left: &str, b: Bind) {
+        let p = self.arg(b);
+        self.and(format!("{left} {p}"));
+    }
+
     /// `school IN (…)` for a scope; `false` when the scope is empty (nothing can match).
     pub(crate) fn school_scope(&mut self, scope: &Option<Vec<String>>) -> bool {
         let Some(scope) = scope else { return true };
@@ -528,20 +534,16 @@ impl TicketStore {
             return Ok(Vec::new());
         }
         if let Some(s) = &f.school {
-            let p = c.arg(Bind::Text(s.clone()));
-            c.and(format!("school = {p}"));
+            c.compare("school =", Bind::Text(s.clone()));
         }
         if let Some(s) = f.state {
-            let p = c.arg(Bind::Text(s.as_str().into()));
-            c.and(format!("state = {p}"));
+            c.compare("state =", Bind::Text(s.as_str().into()));
         }
         if let Some(cat) = f.category {
-            let p = c.arg(Bind::Text(cat.as_str().into()));
-            c.and(format!("category = {p}"));
+            c.compare("category =", Bind::Text(cat.as_str().into()));
         }
         if let Some(g) = f.grade {
-            let p = c.arg(Bind::Text(g.as_str().into()));
-            c.and(format!("grade = {p}"));
+            c.compare("grade =", Bind::Text(g.as_str().into()));
         }
         if let Some(o) = f.overdue {
             let p = c.arg(Bind::Int(now));
@@ -551,16 +553,13 @@ impl TicketStore {
             c.and(if o { overdue } else { format!("NOT {overdue}") });
         }
         if let Some(s) = f.supervised {
-            let p = c.arg(Bind::Int(i64::from(s)));
-            c.and(format!("supervised = {p}"));
+            c.compare("supervised =", Bind::Int(i64::from(s)));
         }
         if let Some(from) = f.from {
-            let p = c.arg(Bind::Int(from));
-            c.and(format!("found_at >= {p}"));
+            c.compare("found_at >=", Bind::Int(from));
         }
         if let Some(to) = f.to {
-            let p = c.arg(Bind::Int(to));
-            c.and(format!("found_at < {p}"));
+            c.compare("found_at <", Bind::Int(to));
         }
         let limit = c.arg(Bind::Int(f.limit));
         let offset = c.arg(Bind::Int(f.offset));
