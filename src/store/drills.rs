@@ -5,6 +5,22 @@ use sqlx::Row;
 use super::{LocalStore, StoreError};
 use crate::drills::{Drill, NewDrill};
 
+/// A drill from a row of `id, school, building, started_by, reason, started_at, until,
+/// ended_at, ended_by` (every reader selects these, in this order).
+pub(super) fn drill_of(r: &sqlx::sqlite::SqliteRow) -> Drill {
+    Drill {
+        id: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+        school: r.get(1),
+        building: r.get(2),
+        started_by: r.get(3),
+        reason: r.get(4),
+        started_at: r.get(5),
+        until: r.get(6),
+        ended_at: r.get(7),
+        ended_by: r.get(8),
+    }
+}
+
 impl LocalStore {
     /// Stores a new drill; returns it with its id.
     pub async fn insert_drill(&self, new: &NewDrill, started_at: i64) -> Result<Drill, StoreError> {
@@ -47,25 +63,12 @@ impl LocalStore {
     /// Drills not yet ended (some may have expired while the gateway was down).
     pub async fn active_drills(&self) -> Result<Vec<Drill>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, school, building, started_by, reason, started_at, until \
+            "SELECT id, school, building, started_by, reason, started_at, until, ended_at, ended_by \
              FROM drills WHERE ended_at IS NULL ORDER BY id",
         )
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Drill {
-                id: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                school: r.get(1),
-                building: r.get(2),
-                started_by: r.get(3),
-                reason: r.get(4),
-                started_at: r.get(5),
-                until: r.get(6),
-                ended_at: None,
-                ended_by: None,
-            })
-            .collect())
+        Ok(rows.iter().map(drill_of).collect())
     }
 
     /// Drills started in [from, to), of `school` if given, newest first, at most `limit`.
@@ -88,19 +91,6 @@ impl LocalStore {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Drill {
-                id: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                school: r.get(1),
-                building: r.get(2),
-                started_by: r.get(3),
-                reason: r.get(4),
-                started_at: r.get(5),
-                until: r.get(6),
-                ended_at: r.get(7),
-                ended_by: r.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(drill_of).collect())
     }
 }

@@ -274,20 +274,7 @@ impl LocalStore {
         push_in(&mut q, "school", schools);
         q.push(" ORDER BY started_at, id LIMIT 1000");
         let rows = q.build().fetch_all(self.read_pool()).await?;
-        Ok(rows
-            .iter()
-            .map(|r| Drill {
-                id: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                school: r.get(1),
-                building: r.get(2),
-                started_by: r.get(3),
-                reason: r.get(4),
-                started_at: r.get(5),
-                until: r.get(6),
-                ended_at: r.get(7),
-                ended_by: r.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(super::drills::drill_of).collect())
     }
 }
 

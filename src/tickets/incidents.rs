@@ -15,7 +15,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 
-use super::store::{Bind, Conditions};
+use super::store::{next_number, Bind, Conditions};
 use super::{place_words, trimmed, TicketError, Tickets};
 use crate::access::{Principal, Role};
 use crate::alarms::{Alarm, AlarmEvent};
@@ -618,19 +618,7 @@ impl Tickets {
         let month = self.month_of(incident.created_at);
         let mut tx = self.store.pool().begin().await.map_err(db)?;
         // The tickets' gap-free counter, under a code of its own per school.
-        let seq: i64 = sqlx::query(
-            "INSERT INTO ticket_counters (code, month, last_seq) VALUES ($1, $2, 1) \
-             ON CONFLICT (code, month) DO UPDATE SET last_seq = ticket_counters.last_seq + 1 \
-             RETURNING last_seq",
-        )
-        .bind(code.clone())
-        .bind(month.clone())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?
-        .try_get(0)
-        .map_err(db)?;
-        incident.id = format!("{code}-{month}-{seq:04}");
+        incident.id = next_number(&mut tx, &code, &month).await?;
         incident.version = 1;
         let placeholders: Vec<String> = (1..=columns().len()).map(|i| format!("${i}")).collect();
         let sql = format!(

@@ -160,6 +160,29 @@ impl Conditions {
     }
 }
 
+/// The next number under `code` in `month`, `<code>-<month>-<NNNN>`: the gap-free counter,
+/// taken in the caller's transaction (rolled back with it). Tickets and incident reports share
+/// it, each under codes of their own.
+pub(crate) async fn next_number(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    code: &str,
+    month: &str,
+) -> Result<String, TicketError> {
+    let seq: i64 = sqlx::query(
+        "INSERT INTO ticket_counters (code, month, last_seq) VALUES ($1, $2, 1) \
+         ON CONFLICT (code, month) DO UPDATE SET last_seq = ticket_counters.last_seq + 1 \
+         RETURNING last_seq",
+    )
+    .bind(code.to_string())
+    .bind(month.to_string())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?
+    .try_get(0)
+    .map_err(db)?;
+    Ok(format!("{code}-{month}-{seq:04}"))
+}
+
 #[derive(Clone)]
 pub struct TicketStore {
     pool: AnyPool,
@@ -292,19 +315,7 @@ impl TicketStore {
         occurrence: Option<&Occurrence>,
     ) -> Result<Created, TicketError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let seq: i64 = sqlx::query(
-            "INSERT INTO ticket_counters (code, month, last_seq) VALUES ($1, $2, 1) \
-             ON CONFLICT (code, month) DO UPDATE SET last_seq = ticket_counters.last_seq + 1 \
-             RETURNING last_seq",
-        )
-        .bind(code.to_string())
-        .bind(month.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?
-        .try_get(0)
-        .map_err(db)?;
-        ticket.id = format!("{code}-{month}-{seq:04}");
+        ticket.id = next_number(&mut tx, code, month).await?;
         ticket.version = 1;
         let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
